@@ -1,0 +1,216 @@
+//! The AWS SDK configuration every sink shares: region, credentials, endpoint, HTTP client.
+//!
+//! The SDK reads its standard environment itself (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_XRAY`,
+//! the credentials chain incl. ECS task role and IMDSv2, `AWS_CA_BUNDLE`); this file adds what
+//! the X-Ray daemon did on top: the region from ECS task metadata before IMDS, local mode that
+//! never asks instance metadata, `-r` to assume a role, `-p` / `HTTPS_PROXY` for a proxy. The
+//! behaviour version is pinned so an SDK upgrade never changes timeouts silently, and the SDK's
+//! own retries are off: the sinks' retry policy is the only retry layer.
+
+use std::time::Duration;
+
+use aws_config::meta::region::ProvideRegion;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{tls, Builder as HttpClientBuilder, Connector};
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+
+use crate::config::AwsConfig;
+
+/// Why the AWS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// No region anywhere in the chain.
+    #[error(
+        "no AWS region: set it with `-n/--region REGION`, `[aws] region` in the config file, \
+         or the AWS_REGION environment variable{hint}"
+    )]
+    NoRegion {
+        /// What else was tried.
+        hint: &'static str,
+    },
+    /// The proxy address could not be used.
+    #[error("`-p/--proxy-address` = {address:?} is not a usable proxy URL ({reason}): use http://HOST:PORT")]
+    BadProxy {
+        /// The address given.
+        address: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// The resolved SDK configuration and the facts sinks need besides it.
+#[derive(Debug, Clone)]
+pub struct AwsContext {
+    /// Shared by every client.
+    pub sdk: SdkConfig,
+    /// The region in use.
+    pub region: String,
+}
+
+/// How long one attempt may take before it counts as a timeout and is retried.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Builds the SDK configuration from the agent's settings and the standard environment.
+pub async fn load(settings: &AwsConfig) -> Result<AwsContext, AwsError> {
+    let region = resolve_region(settings).await.ok_or(AwsError::NoRegion {
+        hint: if settings.local_mode {
+            " (local mode skips ECS and EC2 metadata)"
+        } else {
+            " (ECS task metadata and EC2 instance metadata had none)"
+        },
+    })?;
+    let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12())
+        .region(Region::new(region.clone()))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        );
+    if let Some(proxy) = proxy_config(settings)? {
+        loader = loader.http_client(HttpClientBuilder::new().build_with_connector_fn(
+            move |settings, components| {
+                let mut builder = Connector::builder().proxy_config(proxy.clone());
+                builder.set_connector_settings(settings.cloned());
+                if let Some(components) = components {
+                    builder.set_sleep_impl(components.sleep_impl());
+                }
+                builder
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ))
+                    .build()
+            },
+        ));
+    }
+    if let Some(endpoint) = &settings.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let mut sdk = loader.load().await;
+    if let Some(role_arn) = &settings.role_arn {
+        sdk = assume_role(sdk, role_arn).await;
+    }
+    Ok(AwsContext { sdk, region })
+}
+
+/// Region order of the X-Ray daemon: flag/config, environment (and profile), ECS task
+/// metadata, EC2 instance metadata (IMDSv2); the last two skipped in local mode.
+async fn resolve_region(settings: &AwsConfig) -> Option<String> {
+    if let Some(region) = &settings.region {
+        return Some(region.clone());
+    }
+    let from_env = aws_config::environment::region::EnvironmentVariableRegionProvider::new();
+    if let Some(region) = from_env.region().await {
+        return Some(region.to_string());
+    }
+    let from_profile = aws_config::profile::ProfileFileRegionProvider::new();
+    if let Some(region) = from_profile.region().await {
+        return Some(region.to_string());
+    }
+    if settings.local_mode {
+        return None;
+    }
+    if let Some(region) = crate::metadata::ecs_region().await {
+        return Some(region);
+    }
+    let imds = aws_config::imds::region::ImdsRegionProvider::builder().build();
+    imds.region().await.map(|r| r.to_string())
+}
+
+/// `-p` wins; else `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment, as every AWS
+/// SDK honours them; `None` when neither is set.
+fn proxy_config(settings: &AwsConfig) -> Result<Option<ProxyConfig>, AwsError> {
+    if let Some(address) = &settings.proxy_address {
+        let with_scheme = if address.contains("://") {
+            address.clone()
+        } else {
+            format!("http://{address}")
+        };
+        let config = ProxyConfig::all(with_scheme).map_err(|e| AwsError::BadProxy {
+            address: address.clone(),
+            reason: e.to_string(),
+        })?;
+        let no_proxy = std::env::var("NO_PROXY")
+            .or_else(|_| std::env::var("no_proxy"))
+            .unwrap_or_default();
+        return Ok(Some(if no_proxy.is_empty() {
+            config
+        } else {
+            config.no_proxy(no_proxy)
+        }));
+    }
+    let from_env = ProxyConfig::from_env();
+    Ok((!from_env.is_disabled()).then_some(from_env))
+}
+
+/// Wraps the credentials in an STS AssumeRole provider, refreshed by the SDK before expiry.
+async fn assume_role(base: SdkConfig, role_arn: &str) -> SdkConfig {
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        .session_name("cloudtail")
+        .configure(&base)
+        .build()
+        .await;
+    base.into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build()
+}
+
+/// The X-Ray endpoint the sampling proxy forwards to: the explicit override, else
+/// `AWS_ENDPOINT_URL_XRAY`, else `AWS_ENDPOINT_URL`, else the regional endpoint.
+pub fn xray_endpoint(settings: &AwsConfig, region: &str) -> String {
+    settings
+        .endpoint
+        .clone()
+        .or_else(|| non_empty_env("AWS_ENDPOINT_URL_XRAY"))
+        .or_else(|| non_empty_env("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|| regional_endpoint("xray", region))
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `https://SERVICE.REGION.amazonaws.com`, with the China partition's suffix where it applies.
+pub fn regional_endpoint(service: &str, region: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://{service}.{region}.{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regional_endpoints_follow_the_partition() {
+        assert_eq!(
+            regional_endpoint("xray", "us-east-1"),
+            "https://xray.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            regional_endpoint("xray", "cn-north-1"),
+            "https://xray.cn-north-1.amazonaws.com.cn"
+        );
+    }
+
+    #[test]
+    fn explicit_endpoint_wins_for_the_proxy() {
+        let settings = AwsConfig {
+            endpoint: Some("http://127.0.0.1:4566".into()),
+            ..AwsConfig::default()
+        };
+        assert_eq!(
+            xray_endpoint(&settings, "us-east-1"),
+            "http://127.0.0.1:4566"
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! Sends batches of X-Ray documents with `PutTraceSegments`, retrying what can succeed later.
+//!
+//! A batch is retried with the shared backoff while it is younger than `retry_max_duration`
+//! (its documents keep holding budget meanwhile, so a long outage fills the budget and the
+//! source starts counting spillover — bounded memory, counted loss). The X-Ray daemon instead
+//! drops a batch after one failed retry. Documents X-Ray lists as unprocessed are counted as
+//! rejected and logged with their trace id, at most one line per [`UNPROCESSED_LOG_EVERY`].
+//! This sink never drops a batch without counting every document in it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_xray::types::UnprocessedTraceSegment;
+use aws_sdk_xray::Client;
+use tokio_util::sync::CancellationToken;
+
+use super::{timestamp_now, TIMESTAMP_HEADER};
+use crate::pipeline::retry::{Backoff, Retry};
+use crate::pipeline::{Segment, Sink};
+use crate::sinks::classify::{classify, Verdict};
+use crate::telemetry::{self, RejectReason, COUNTERS};
+
+/// At most one log line about unprocessed documents this often (the rest are counted).
+pub const UNPROCESSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The `PutTraceSegments` sink.
+#[derive(Clone)]
+pub struct XraySink {
+    client: Client,
+    backoff: Backoff,
+    retry_max_duration: Duration,
+    /// Cancelled when the shutdown deadline passes: retries stop, what is left is counted.
+    abort: CancellationToken,
+}
+
+impl XraySink {
+    /// A sink over `client`; `abort` ends retries at the shutdown deadline.
+    pub fn new(client: Client, retry_max_duration: Duration, abort: CancellationToken) -> Self {
+        XraySink {
+            client,
+            backoff: Backoff::default(),
+            retry_max_duration,
+            abort,
+        }
+    }
+
+    async fn put(&self, documents: Vec<String>) -> Result<Vec<UnprocessedTraceSegment>, Verdict> {
+        COUNTERS.xray.put_calls.inc();
+        let call = self
+            .client
+            .put_trace_segments()
+            .set_trace_segment_documents(Some(documents))
+            .customize()
+            .mutate_request(|request| {
+                request
+                    .headers_mut()
+                    .insert(TIMESTAMP_HEADER, timestamp_now());
+            })
+            .send();
+        match call.await {
+            Ok(output) => Ok(output.unprocessed_trace_segments.unwrap_or_default()),
+            Err(error) => Err(classify(&error)),
+        }
+    }
+
+    /// Waits before the next attempt; false when the shutdown deadline came first.
+    async fn wait(&self, attempt: u32) -> bool {
+        tokio::select! {
+            _ = self.abort.cancelled() => false,
+            _ = tokio::time::sleep(self.backoff.delay(attempt)) => true,
+        }
+    }
+}
+
+impl Sink<Segment> for XraySink {
+    async fn send(&self, batch: Vec<Segment>) {
+        let count = batch.len() as u64;
+        let documents: Vec<String> = batch.iter().map(|s| s.document.clone()).collect();
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let result = tokio::select! {
+                _ = self.abort.cancelled() => {
+                    return give_up(count, "shutdown deadline passed");
+                }
+                result = self.put(documents.clone()) => result,
+            };
+            let verdict = match result {
+                Ok(unprocessed) => return delivered(&batch, &unprocessed),
+                Err(verdict) => verdict,
+            };
+            telemetry::backend_error(verdict.kind);
+            if verdict.retry == Retry::No {
+                tracing::warn!(documents = count, error = %verdict.detail, "X-Ray refused a batch.");
+                return telemetry::segment_rejected(RejectReason::Refused, count);
+            }
+            if started.elapsed() >= self.retry_max_duration {
+                return give_up(count, &verdict.detail);
+            }
+            tracing::debug!(attempt, error = %verdict.detail, "PutTraceSegments failed; retrying.");
+            COUNTERS.xray.retries.inc();
+            if !self.wait(attempt).await {
+                return give_up(count, "shutdown deadline passed");
+            }
+            attempt = attempt.saturating_add(1);
+        }
+    }
+}
+
+fn delivered(batch: &[Segment], unprocessed: &[UnprocessedTraceSegment]) {
+    let rejected = unprocessed.len() as u64;
+    COUNTERS
+        .xray
+        .sent
+        .add((batch.len() as u64).saturating_sub(rejected));
+    if rejected > 0 {
+        telemetry::segment_rejected(RejectReason::Unprocessed, rejected);
+        log_unprocessed(batch, unprocessed);
+    }
+}
+
+fn give_up(count: u64, why: &str) {
+    COUNTERS.xray.expired.add(count);
+    tracing::warn!(
+        documents = count,
+        error = why,
+        "Gave up sending X-Ray documents."
+    );
+}
+
+static LAST_UNPROCESSED_LOG: AtomicU64 = AtomicU64::new(0);
+
+/// Logs the first unprocessed document with its trace id, rate-limited.
+fn log_unprocessed(batch: &[Segment], unprocessed: &[UnprocessedTraceSegment]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let last = LAST_UNPROCESSED_LOG.load(Ordering::Relaxed);
+    if now < last.saturating_add(UNPROCESSED_LOG_EVERY.as_secs())
+        || LAST_UNPROCESSED_LOG
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let Some(first) = unprocessed.first() else {
+        return;
+    };
+    let id = first.id.as_deref().unwrap_or("");
+    let trace_id = trace_id_of(batch, id).unwrap_or_default();
+    tracing::warn!(
+        id,
+        trace_id,
+        code = first.error_code.as_deref().unwrap_or(""),
+        message = first.message.as_deref().unwrap_or(""),
+        unprocessed = unprocessed.len(),
+        "X-Ray did not process some documents."
+    );
+}
+
+/// The trace id of the document with segment id `id` in the batch (parsed only on this path).
+fn trace_id_of(batch: &[Segment], id: &str) -> Option<String> {
+    batch.iter().find_map(|segment| {
+        let doc: serde_json::Value = serde_json::from_str(&segment.document).ok()?;
+        let docs = match doc {
+            serde_json::Value::Array(items) => items,
+            other => vec![other],
+        };
+        docs.into_iter().find_map(|d| {
+            (d.get("id")?.as_str()? == id).then(|| d.get("trace_id")?.as_str().map(String::from))?
+        })
+    })
+}

@@ -1,0 +1,258 @@
+//! The X-Ray daemon's UDP protocol: one datagram is one document, `header\nbody`.
+//!
+//! Acceptance follows the daemon: the header must be a JSON object whose `format` is `json` (any
+//! case) and whose `version` is the integer 1; the body is forwarded byte for byte. On top of
+//! that, a body X-Ray could never accept is rejected here, where it is cheap and can be counted
+//! by reason: it must be UTF-8 (the API takes text), a JSON object or array, and every
+//! top-level document must carry a 16-hex-digit `id` and a `1-xxxxxxxx-xxx…` `trace_id`.
+//! This source never blocks on AWS: when the budget is full the document is dropped and counted
+//! as spillover, as the daemon does.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::budget::Budget;
+use crate::pipeline::Segment;
+use crate::sources::udp::Receiver;
+use crate::telemetry::{self, RejectReason, COUNTERS};
+
+/// The daemon's protocol header.
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    format: Cow<'a, str>,
+    version: i64,
+}
+
+/// The two fields every top-level document needs; the rest is X-Ray's business.
+#[derive(Deserialize)]
+struct DocumentIds<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    trace_id: Option<Cow<'a, str>>,
+}
+
+/// Splits a datagram into header and body and checks both; returns the body as text.
+pub fn parse_datagram(datagram: &[u8]) -> Result<&str, RejectReason> {
+    let newline = datagram
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(RejectReason::NoHeader)?;
+    let (header, body) = (&datagram[..newline], &datagram[newline + 1..]);
+    check_header(header)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(RejectReason::EmptyBody);
+    }
+    let body = std::str::from_utf8(body).map_err(|_| RejectReason::NotUtf8)?;
+    check_body(body)?;
+    Ok(body)
+}
+
+fn check_header(header: &[u8]) -> Result<(), RejectReason> {
+    let header: Header = serde_json::from_slice(header).map_err(|_| RejectReason::BadHeader)?;
+    if header.format.eq_ignore_ascii_case("json") && header.version == 1 {
+        Ok(())
+    } else {
+        Err(RejectReason::BadHeader)
+    }
+}
+
+fn check_body(body: &str) -> Result<(), RejectReason> {
+    match body.trim_start().as_bytes().first() {
+        Some(b'{') => {
+            let doc: DocumentIds = serde_json::from_str(body).map_err(|_| RejectReason::NotJson)?;
+            check_ids(&doc)
+        }
+        Some(b'[') => {
+            let docs: Vec<DocumentIds> =
+                serde_json::from_str(body).map_err(|_| RejectReason::NotJson)?;
+            if docs.is_empty() {
+                return Err(RejectReason::EmptyBody);
+            }
+            docs.iter().try_for_each(check_ids)
+        }
+        _ => Err(RejectReason::NotJson),
+    }
+}
+
+fn check_ids(doc: &DocumentIds) -> Result<(), RejectReason> {
+    let id_ok = doc.id.as_deref().is_some_and(is_segment_id);
+    let trace_ok = doc.trace_id.as_deref().is_some_and(is_trace_id);
+    if id_ok && trace_ok {
+        Ok(())
+    } else {
+        Err(RejectReason::BadIds)
+    }
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A segment id: 16 hex digits.
+pub fn is_segment_id(s: &str) -> bool {
+    is_hex(s, 16)
+}
+
+/// A trace id: `1-` + 8 hex digits (epoch seconds) + `-` + 24 hex digits.
+pub fn is_trace_id(s: &str) -> bool {
+    let mut parts = s.split('-');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some("1"), Some(time), Some(random), None) if is_hex(time, 8) && is_hex(random, 24)
+    )
+}
+
+/// Reads datagrams until `token` is cancelled, and hands accepted documents to `tx`.
+pub async fn run(
+    socket: UdpSocket,
+    budget: Budget,
+    tx: mpsc::Sender<Segment>,
+    token: CancellationToken,
+) {
+    let mut receiver = Receiver::new();
+    loop {
+        let received = tokio::select! {
+            _ = token.cancelled() => return,
+            received = receiver.recv(&socket) => received,
+        };
+        let count = match received {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::warn!(%error, "Reading the X-Ray UDP socket failed.");
+                continue;
+            }
+        };
+        COUNTERS.xray.received.add(count as u64);
+        for i in 0..count {
+            accept(receiver.datagram(i), &budget, &tx);
+        }
+        COUNTERS.xray.kernel_drops.raise_to(receiver.kernel_drops);
+    }
+}
+
+/// Validates one datagram and queues its document, or counts why not.
+fn accept(datagram: &[u8], budget: &Budget, tx: &mpsc::Sender<Segment>) {
+    let body = match parse_datagram(datagram) {
+        Ok(body) => body,
+        Err(reason) => return telemetry::segment_rejected(reason, 1),
+    };
+    let Some(permit) = budget.try_acquire(body.len()) else {
+        COUNTERS.xray.spillover.inc();
+        return;
+    };
+    let segment = Segment {
+        document: body.to_owned(),
+        permit,
+    };
+    if tx.try_send(segment).is_err() {
+        COUNTERS.xray.spillover.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEGMENT: &str = r#"{"name":"a","id":"70de5b6f19ff9a0a","trace_id":"1-581cf771-a006649127e371903a2de979","start_time":1,"end_time":2}"#;
+
+    fn datagram(header: &str, body: &str) -> Vec<u8> {
+        format!("{header}\n{body}").into_bytes()
+    }
+
+    #[test]
+    fn accepts_the_sdk_header_and_spacing_variants() {
+        for header in [
+            r#"{"format":"json","version":1}"#,
+            r#"{"format": "json", "version": 1}"#,
+            r#"{ "version":1, "format":"JSON", "extra": true }"#,
+        ] {
+            assert_eq!(
+                parse_datagram(&datagram(header, SEGMENT)),
+                Ok(SEGMENT),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_headers() {
+        let cases = [
+            (
+                r#"{"format":"json","version":"1"}"#,
+                RejectReason::BadHeader,
+            ),
+            (r#"{"format":"json","version":2}"#, RejectReason::BadHeader),
+            (r#"{"format":"xml","version":1}"#, RejectReason::BadHeader),
+            (r#"{"version":1}"#, RejectReason::BadHeader),
+            ("not json", RejectReason::BadHeader),
+        ];
+        for (header, reason) in cases {
+            assert_eq!(
+                parse_datagram(&datagram(header, SEGMENT)),
+                Err(reason),
+                "{header}"
+            );
+        }
+        assert_eq!(
+            parse_datagram(SEGMENT.as_bytes()),
+            Err(RejectReason::NoHeader)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_bodies() {
+        let header = r#"{"format":"json","version":1}"#;
+        assert_eq!(
+            parse_datagram(&datagram(header, "")),
+            Err(RejectReason::EmptyBody)
+        );
+        assert_eq!(
+            parse_datagram(&datagram(header, " \n")),
+            Err(RejectReason::EmptyBody)
+        );
+        assert_eq!(
+            parse_datagram(&datagram(header, "[]")),
+            Err(RejectReason::EmptyBody)
+        );
+        assert_eq!(
+            parse_datagram(&datagram(header, "{\"id\":")),
+            Err(RejectReason::NotJson)
+        );
+        assert_eq!(
+            parse_datagram(&datagram(header, "42")),
+            Err(RejectReason::NotJson)
+        );
+        assert_eq!(
+            parse_datagram(&datagram(header, r#"{"id":"x","trace_id":"1-2-3"}"#)),
+            Err(RejectReason::BadIds)
+        );
+        let mut invalid_utf8 = datagram(header, "{\"name\":\"");
+        invalid_utf8.extend_from_slice(&[0xff, 0xfe]);
+        invalid_utf8.extend_from_slice(b"\"}");
+        assert_eq!(parse_datagram(&invalid_utf8), Err(RejectReason::NotUtf8));
+    }
+
+    #[test]
+    fn accepts_arrays_of_subsegments() {
+        let header = r#"{"format":"json","version":1}"#;
+        let body = format!("[{SEGMENT},{SEGMENT}]");
+        assert_eq!(parse_datagram(&datagram(header, &body)), Ok(body.as_str()));
+    }
+
+    #[test]
+    fn trace_and_segment_id_shapes() {
+        assert!(is_trace_id("1-581cf771-a006649127e371903a2de979"));
+        assert!(!is_trace_id("2-581cf771-a006649127e371903a2de979"));
+        assert!(!is_trace_id("1-581cf771-a006649127e371903a2de97"));
+        assert!(!is_trace_id("1-581cf771-a006649127e371903a2de979-1"));
+        assert!(is_segment_id("70de5b6f19ff9a0a"));
+        assert!(!is_segment_id("70de5b6f19ff9a0"));
+        assert!(!is_segment_id("70de5b6f19ff9a0z"));
+    }
+}
