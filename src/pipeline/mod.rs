@@ -7,11 +7,15 @@
 
 use std::future::Future;
 
+pub mod ack;
 pub mod batch;
 pub mod budget;
 pub mod retry;
 pub mod traces;
 
+use std::sync::Arc;
+
+use ack::Ack;
 use budget::Permit;
 
 /// One X-Ray document (a segment, a subsegment or an array of subsegments) as received: the
@@ -30,4 +34,45 @@ pub struct Segment {
 pub trait Sink<T>: Clone + Send + Sync + 'static {
     /// Delivers `batch` or gives up on it, counting the outcome.
     fn send(&self, batch: Vec<T>) -> impl Future<Output = ()> + Send;
+}
+
+/// Where a log event goes, and how its group must be set up when it has to be created.
+/// Shared (`Arc`) by every event of a file or connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Destination {
+    /// Log group name, placeholders already resolved and made legal.
+    pub group: String,
+    /// Log stream name, likewise.
+    pub stream: String,
+    /// Retention applied to the group at start and on creation; `None` leaves it alone.
+    pub retention_days: Option<i32>,
+    /// `STANDARD` or `INFREQUENT_ACCESS`, used when the group is created.
+    pub group_class: Option<String>,
+    /// Events are Embedded Metric Format documents (sent with `x-amzn-logs-format: json/emf`).
+    pub emf: bool,
+}
+
+/// One event for CloudWatch Logs.
+#[derive(Debug)]
+pub struct LogEvent {
+    /// Event time, milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// The message, at most 1 MB minus overhead (the source splits or truncates longer ones).
+    pub message: String,
+    /// Group and stream.
+    pub destination: Arc<Destination>,
+    /// Resolved once AWS took the event (or refused it for good).
+    pub ack: Ack,
+    /// Budget held for this event.
+    pub permit: Permit,
+}
+
+/// PutLogEvents counts every event as its UTF-8 bytes plus this overhead.
+pub const LOG_EVENT_OVERHEAD_BYTES: usize = 26;
+
+impl LogEvent {
+    /// The size PutLogEvents counts for this event.
+    pub fn api_size(&self) -> usize {
+        self.message.len() + LOG_EVENT_OVERHEAD_BYTES
+    }
 }
