@@ -145,7 +145,6 @@ pub struct Counters {
     pub proxy_errors: Counter,
 }
 
-const ZERO: Counter = Counter::new();
 
 /// The process's counters.
 pub static COUNTERS: Counters = Counters {
@@ -157,8 +156,8 @@ pub static COUNTERS: Counters = Counters {
         expired: Counter::new(),
         put_calls: Counter::new(),
         retries: Counter::new(),
-        rejected: [ZERO; 8],
-        backend: [ZERO; 6],
+        rejected: [const { Counter::new() }; 8],
+        backend: [const { Counter::new() }; 6],
     },
     proxy_requests: Counter::new(),
     proxy_errors: Counter::new(),
