@@ -145,7 +145,6 @@ pub struct Counters {
     pub proxy_errors: Counter,
 }
 
-
 /// The process's counters.
 pub static COUNTERS: Counters = Counters {
     xray: XrayCounters {
