@@ -23,6 +23,7 @@
 mod agent;
 mod aws;
 mod http;
+pub mod logs;
 mod metrics;
 mod moto;
 
