@@ -203,3 +203,69 @@ fn dash_r_assumes_the_role_before_uploading() {
         "uploaded with the base credentials: {auth}"
     );
 }
+
+/// A forward HTTP proxy that relays each connection to `upstream` and records the request
+/// lines it saw.
+fn relay_proxy(
+    upstream: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    return;
+                };
+                let (mut client_r, mut server_w) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let (mut server_r, mut client_w) = (server, client);
+                let back = std::thread::spawn(move || std::io::copy(&mut server_r, &mut client_w));
+                let mut first = [0u8; 512];
+                if let Ok(n) = client_r.read(&mut first) {
+                    let text = String::from_utf8_lossy(&first[..n]);
+                    if let Some(line) = text.lines().next() {
+                        record.lock().expect("lock").push(line.to_string());
+                    }
+                    let _ = server_w.write_all(&first[..n]);
+                    let _ = std::io::copy(&mut client_r, &mut server_w);
+                }
+                let _ = server_w.shutdown(std::net::Shutdown::Write);
+                let _ = back.join();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn dash_p_sends_aws_calls_through_the_proxy() {
+    let moto = Moto::start();
+    let (proxy, seen) = relay_proxy(moto.addr());
+    let mut agent = Agent::xray_builder(&moto)
+        .args(["-p", &proxy.to_string()])
+        .start();
+    agent.ready();
+    send_udp(agent.udp_addr(), &datagram().1);
+    assert!(
+        wait_until(Duration::from_secs(20), || agent
+            .metric("cloudtail_xray_segments_sent_total")
+            == Some(1.0)),
+        "{}",
+        agent.logs()
+    );
+    let lines = seen.lock().expect("lock").clone();
+    let expected = format!("POST {}/TraceSegments", moto.endpoint());
+    assert!(
+        lines.iter().any(|l| l.starts_with(&expected)),
+        "proxy saw {lines:?}"
+    );
+}
