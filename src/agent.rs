@@ -5,6 +5,7 @@
 //! before any data is accepted, as a [`RunError`] that `main` turns into exit code 2 or 1.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use crate::sinks::xray::telemetry_records::{self, Reporter};
 use crate::sinks::xray::XraySink;
 use crate::sources::{udp, xray};
 use crate::telemetry;
-use crate::xray_proxy::{self, ProxyTarget};
+use crate::xray_proxy::{ProxyCounters, ProxyError, ProxyOptions, ProxyTarget, SamplingProxy};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,9 @@ pub enum RunError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The sampling proxy could not be set up (bad endpoint or proxy address, no TLS roots).
+    #[error("cannot start the X-Ray sampling proxy: {0}")]
+    Proxy(#[source] ProxyError),
     /// The endpoint for the sampling proxy is not a URL.
     #[error("the X-Ray endpoint {endpoint:?} is not a URL: use http(s)://HOST[:PORT]")]
     BadEndpoint {
@@ -64,15 +68,23 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     tracing::info!(bytes = budget.total_bytes(), "Memory budget set.");
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
+    let proxy_counters = Arc::new(ProxyCounters::default());
     if let Some(address) = config.agent.telemetry_address {
         let listener = bind_tcp(address, "the telemetry server", "--telemetry-address").await?;
-        let gauges = gauges(budget.clone());
+        let gauges = gauges(budget.clone(), Arc::clone(&proxy_counters));
         tracker.spawn(telemetry::serve(listener, gauges, token.child_token()));
     }
     if let Some(xray) = &config.xray {
         let aws = aws::load(&config.aws).await?;
         tracing::info!(region = %aws.region, "AWS configured.");
-        start_traces(&config, xray, &aws, &budget, &tracker, &token, &abort).await?;
+        let ctx = TracesContext {
+            budget: &budget,
+            tracker: &tracker,
+            token: &token,
+            abort: &abort,
+            proxy_counters: &proxy_counters,
+        };
+        start_traces(&config, xray, &aws, ctx).await?;
     }
     tracker.spawn(telemetry::log_summaries(SUMMARY_EVERY, token.child_token()));
     tracing::info!("cloudtail started.");
@@ -93,16 +105,43 @@ fn budget_bytes(config: &Config) -> usize {
     }
 }
 
-fn gauges(budget: Budget) -> telemetry::GaugeFn {
+fn gauges(budget: Budget, proxy: Arc<ProxyCounters>) -> telemetry::GaugeFn {
     Arc::new(move || {
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let in_use = budget.in_use_bytes() as f64;
         vec![
+            ("cloudtail_buffer_bytes_in_use", "gauge", in_use),
             (
-                "cloudtail_buffer_bytes_in_use",
-                budget.in_use_bytes() as f64,
+                "cloudtail_buffer_bytes_total",
+                "gauge",
+                budget.total_bytes() as f64,
             ),
-            ("cloudtail_buffer_bytes_total", budget.total_bytes() as f64),
+            (
+                "cloudtail_proxy_requests_total",
+                "counter",
+                count(&proxy.requests),
+            ),
+            (
+                "cloudtail_proxy_errors_total",
+                "counter",
+                count(&proxy.upstream_errors),
+            ),
+            (
+                "cloudtail_proxy_rejected_total",
+                "counter",
+                count(&proxy.rejected),
+            ),
         ]
     })
+}
+
+/// What the traces role shares with the rest of the agent.
+struct TracesContext<'a> {
+    budget: &'a Budget,
+    tracker: &'a TaskTracker,
+    token: &'a CancellationToken,
+    abort: &'a CancellationToken,
+    proxy_counters: &'a Arc<ProxyCounters>,
 }
 
 /// UDP segments → traces pipeline → `PutTraceSegments`; the TCP sampling proxy; telemetry.
@@ -110,11 +149,15 @@ async fn start_traces(
     config: &Config,
     xray: &XrayConfig,
     aws: &AwsContext,
-    budget: &Budget,
-    tracker: &TaskTracker,
-    token: &CancellationToken,
-    abort: &CancellationToken,
+    ctx: TracesContext<'_>,
 ) -> Result<(), RunError> {
+    let TracesContext {
+        budget,
+        tracker,
+        token,
+        abort,
+        proxy_counters,
+    } = ctx;
     let socket = udp::bind(xray.udp_address, xray.receive_buffer_bytes).map_err(|source| {
         RunError::Bind {
             what: "X-Ray UDP",
@@ -134,8 +177,8 @@ async fn start_traces(
         concurrency: xray.concurrency,
     };
     tracker.spawn(traces::run(rx, sink, settings));
-    let target = proxy_target(config, aws)?;
-    tracker.spawn(xray_proxy::serve(listener, target, token.child_token()));
+    let proxy = sampling_proxy(config, aws, Arc::clone(proxy_counters))?;
+    tracker.spawn(proxy.serve(listener, token.child_token()));
     if xray.telemetry_records {
         let reporter = Reporter {
             hostname: metadata::hostname(),
@@ -154,7 +197,12 @@ async fn start_traces(
     Ok(())
 }
 
-fn proxy_target(config: &Config, aws: &AwsContext) -> Result<ProxyTarget, RunError> {
+/// The TCP sampling proxy, signing with the agent's credentials and going through `-p` if set.
+fn sampling_proxy(
+    config: &Config,
+    aws: &AwsContext,
+    counters: Arc<ProxyCounters>,
+) -> Result<SamplingProxy, RunError> {
     let endpoint = aws::xray_endpoint(&config.aws, &aws.region);
     let uri = endpoint.parse().map_err(|_| RunError::BadEndpoint {
         endpoint: endpoint.clone(),
@@ -164,11 +212,33 @@ fn proxy_target(config: &Config, aws: &AwsContext) -> Result<ProxyTarget, RunErr
             aws_credential_types::Credentials::new("", "", None, None, "missing"),
         )
     });
-    Ok(ProxyTarget {
+    let target = ProxyTarget {
         endpoint: uri,
         region: aws.region.clone(),
         credentials,
-    })
+    };
+    let proxy = match &config.aws.proxy_address {
+        Some(address) => {
+            let with_scheme = if address.contains("://") {
+                address.clone()
+            } else {
+                format!("http://{address}")
+            };
+            Some(with_scheme.parse().map_err(|_| {
+                RunError::Proxy(ProxyError::InvalidProxy {
+                    proxy: address.clone(),
+                    reason: "not a URI",
+                })
+            })?)
+        }
+        None => None,
+    };
+    let options = ProxyOptions {
+        proxy,
+        counters,
+        ..ProxyOptions::default()
+    };
+    SamplingProxy::new(target, options).map_err(RunError::Proxy)
 }
 
 async fn bind_tcp(

@@ -103,7 +103,8 @@ fn run(args: &RunArgs) -> ExitCode {
             eprintln!("cloudtail: {error}");
             match error {
                 RunError::Aws(AwsError::NoRegion { .. } | AwsError::BadProxy { .. })
-                | RunError::BadEndpoint { .. } => ExitCode::from(2),
+                | RunError::BadEndpoint { .. }
+                | RunError::Proxy(_) => ExitCode::from(2),
                 RunError::Bind { .. } => ExitCode::FAILURE,
             }
         }

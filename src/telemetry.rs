@@ -139,10 +139,6 @@ pub struct XrayCounters {
 pub struct Counters {
     /// Traces pipeline.
     pub xray: XrayCounters,
-    /// Requests through the TCP sampling proxy.
-    pub proxy_requests: Counter,
-    /// Proxy requests whose upstream call failed.
-    pub proxy_errors: Counter,
 }
 
 /// The process's counters.
@@ -158,8 +154,6 @@ pub static COUNTERS: Counters = Counters {
         rejected: [const { Counter::new() }; 8],
         backend: [const { Counter::new() }; 6],
     },
-    proxy_requests: Counter::new(),
-    proxy_errors: Counter::new(),
 };
 
 impl XrayCounters {
@@ -194,11 +188,15 @@ pub fn backend_error(error: BackendError) {
     COUNTERS.xray.backend(error).inc();
 }
 
-/// Gauges the agent computes at scrape time (budget in use, backlog), as name/value pairs.
-pub type GaugeFn = Arc<dyn Fn() -> Vec<(&'static str, f64)> + Send + Sync>;
+/// A value read at scrape time from a component that keeps its own count (the budget, the
+/// sampling proxy): name, Prometheus type (`gauge` or `counter`), value.
+pub type Reading = (&'static str, &'static str, f64);
+
+/// Readings the agent collects at scrape time.
+pub type GaugeFn = Arc<dyn Fn() -> Vec<Reading> + Send + Sync>;
 
 /// The Prometheus text exposition of every counter plus the given gauges.
-pub fn render_prometheus(gauges: &[(&'static str, f64)]) -> String {
+pub fn render_prometheus(gauges: &[Reading]) -> String {
     let x = &COUNTERS.xray;
     let mut out = String::with_capacity(4096);
     let plain = [
@@ -237,16 +235,6 @@ pub fn render_prometheus(gauges: &[(&'static str, f64)]) -> String {
             "PutTraceSegments calls retried.",
             x.retries.get(),
         ),
-        (
-            "cloudtail_proxy_requests_total",
-            "Requests through the TCP sampling proxy.",
-            COUNTERS.proxy_requests.get(),
-        ),
-        (
-            "cloudtail_proxy_errors_total",
-            "Proxy requests whose upstream call failed.",
-            COUNTERS.proxy_errors.get(),
-        ),
     ];
     for (name, help, value) in plain {
         write_metric(&mut out, name, help, "counter", &[("", value as f64)]);
@@ -281,8 +269,8 @@ pub fn render_prometheus(gauges: &[(&'static str, f64)]) -> String {
         "Failed AWS calls, by kind.",
         &backend,
     );
-    for (name, value) in gauges {
-        write_metric(&mut out, name, "", "gauge", &[("", *value)]);
+    for (name, kind, value) in gauges {
+        write_metric(&mut out, name, "", kind, &[("", *value)]);
     }
     out
 }

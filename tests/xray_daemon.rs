@@ -275,6 +275,10 @@ async fn sampling_rules_through_the_tcp_proxy_are_signed() {
             && auth.contains("/us-east-1/xray/aws4_request"),
         "{auth}"
     );
+    assert_eq!(
+        agent.metrics().get("cloudtail_proxy_requests_total"),
+        Some(1.0)
+    );
 }
 
 #[test]
