@@ -2,7 +2,7 @@
 //!
 //! Each datagram is what an X-Ray SDK emits: the `{"format":"json","version":1}` header, a
 //! newline, and a ~1 KB segment (HTTP request and response, EC2 and SDK facts, annotations,
-//! metadata, three subsegments) whose segment id, subsegment ids and trace id are unique per
+//! two subsegments) whose segment id, subsegment ids and trace id are unique per
 //! datagram and well formed. The segment is laid out once; each send only rewrites the id
 //! digits in place, so the sender stays cheap next to the agent it measures.
 //!
@@ -88,22 +88,19 @@ impl Template {
                 r#""name":"checkout-service","start_time":{start:.6},"end_time":{end:.6},"#,
                 r#""origin":"AWS::EC2::Instance","service":{{"version":"1.4.2"}},"#,
                 r#""http":{{"request":{{"method":"POST","url":"https://api.example.com/cart/checkout","#,
-                r#""user_agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36","#,
                 r#""client_ip":"203.0.113.7","x_forwarded_for":true}},"#,
                 r#""response":{{"status":200,"content_length":512}}}},"#,
                 r#""aws":{{"ec2":{{"instance_id":"i-0b5a4a8c7d6e5f4a3","availability_zone":"us-east-1a"}},"#,
                 r#""xray":{{"sdk":"X-Ray for Java","sdk_version":"2.14.0","auto_instrumentation":false}}}},"#,
                 r#""annotations":{{"customer_tier":"gold","cart_items":3}},"#,
-                r#""metadata":{{"default":{{"request_id":"5f0c7b1e-3a2d-4c7e-9b1f-2d8e6a4c0b19"}}}},"#,
                 r#""subsegments":["#,
                 r#"{{"id":"@@SUB0@@@@@@@@@@","name":"DynamoDB","start_time":{s1:.6},"end_time":{s2:.6},"#,
                 r#""namespace":"aws","aws":{{"operation":"GetItem","region":"us-east-1","#,
-                r#""request_id":"UJ9B2K7QF4O3V5N0R8T6M1L2H3G4F5E6D7C8B9A0","table_name":"carts","retries":0}},"#,
+                r#""request_id":"UJ9B2K7QF4O3V5N0R8T6M1L2H3G4","table_name":"carts"}},"#,
                 r#""http":{{"response":{{"status":200,"content_length":140}}}}}},"#,
                 r#"{{"id":"@@SUB1@@@@@@@@@@","name":"payments.example.com","start_time":{s2:.6},"end_time":{s3:.6},"#,
                 r#""namespace":"remote","http":{{"request":{{"method":"POST","url":"https://payments.example.com/v1/charge"}},"#,
-                r#""response":{{"status":201,"content_length":88}}}}}},"#,
-                r#"{{"id":"@@SUB2@@@@@@@@@@","name":"render","start_time":{s3:.6},"end_time":{end:.6}}}]}}"#,
+                r#""response":{{"status":201,"content_length":88}}}}}}]}}"#,
             ),
             epoch = epoch,
             seed8 = seed as u32,
@@ -125,7 +122,6 @@ impl Template {
             Slot::SegmentId(find("@@SEG@@@@@@@@@@@")),
             Slot::SubsegmentId(find("@@SUB0@@@@@@@@@@"), 1),
             Slot::SubsegmentId(find("@@SUB1@@@@@@@@@@"), 2),
-            Slot::SubsegmentId(find("@@SUB2@@@@@@@@@@"), 3),
         ];
         let mut template = Template { bytes, slots, seed };
         let mut first = template.bytes.clone();
@@ -138,7 +134,7 @@ impl Template {
     fn write(&self, buffer: &mut [u8], n: u64) {
         for slot in &self.slots {
             match *slot {
-                Slot::TraceRandom(at) => write_hex16(&mut buffer[at..at + 16], n),
+                Slot::TraceRandom(at) => write_hex16(&mut buffer[at..at + 16], self.id(n, 3)),
                 Slot::SegmentId(at) => write_hex16(&mut buffer[at..at + 16], self.id(n, 0)),
                 Slot::SubsegmentId(at, k) => {
                     write_hex16(&mut buffer[at..at + 16], self.id(n, k));

@@ -226,7 +226,7 @@ fn sampling_proxy(
             };
             Some(with_scheme.parse().map_err(|_| {
                 RunError::Proxy(ProxyError::InvalidProxy {
-                    proxy: address.clone(),
+                    proxy: without_password(address),
                     reason: "not a URI",
                 })
             })?)
@@ -254,4 +254,33 @@ async fn bind_tcp(
             flag,
             source,
         })
+}
+
+/// A proxy address fit for an error message: any `user:password@` part removed.
+fn without_password(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let scheme = credentials.split_once("://").map(|(s, _)| s);
+            match scheme {
+                Some(scheme) => format!("{scheme}://…@{host}"),
+                None => format!("…@{host}"),
+            }
+        }
+        None => address.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_passwords_stay_out_of_messages() {
+        assert_eq!(
+            without_password("http://u:secret@proxy:3128"),
+            "http://…@proxy:3128"
+        );
+        assert_eq!(without_password("u:secret@proxy:3128"), "…@proxy:3128");
+        assert_eq!(without_password("proxy:3128"), "proxy:3128");
+    }
 }

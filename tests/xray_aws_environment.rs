@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{local, new_segment_id, new_trace_id, now_secs, send_udp, wait_until, Agent, Moto};
+use support::{new_segment_id, new_trace_id, now_secs, send_udp, wait_until, Agent, Moto};
 
 fn datagram() -> (String, Vec<u8>) {
     let trace_id = new_trace_id();
@@ -70,26 +70,9 @@ fn refused_connections_and_timeouts_are_told_apart() {
         (format!("http://127.0.0.1:{closed}"), "connection_refused"),
         (format!("http://{silent_addr}"), "timeout"),
     ] {
-        let (udp, tcp, telemetry) = (
-            support::free_udp_port(),
-            support::free_tcp_port(),
-            support::free_tcp_port(),
-        );
-        let mut agent = Agent::start([
-            "-o",
-            "-n",
-            "us-east-1",
-            "-b",
-            &format!("127.0.0.1:{udp}"),
-            "-t",
-            &format!("127.0.0.1:{tcp}"),
-            "--endpoint",
-            &endpoint,
-            "--telemetry-address",
-            &format!("127.0.0.1:{telemetry}"),
-        ]);
-        agent.wait_ready(local(telemetry));
-        send_udp(local(udp), &datagram().1);
+        let mut agent = Agent::xray_builder_for(&endpoint).start();
+        agent.ready();
+        send_udp(agent.udp_addr(), &datagram().1);
         let series = format!("cloudtail_backend_errors_total{{kind=\"{kind}\"}}");
         let counted = wait_until(Duration::from_secs(30), || {
             agent.metric(&series).unwrap_or(0.0) >= 1.0
@@ -135,34 +118,16 @@ fn fake_ecs_metadata(region: &str) -> String {
 async fn the_region_comes_from_ecs_task_metadata() {
     let moto = Moto::start();
     let metadata = fake_ecs_metadata("eu-west-1");
-    let (udp, tcp, telemetry) = (
-        support::free_udp_port(),
-        support::free_tcp_port(),
-        support::free_tcp_port(),
-    );
-    let mut agent = Agent::builder()
-        .args([
-            "-b",
-            &format!("127.0.0.1:{udp}"),
-            "-t",
-            &format!("127.0.0.1:{tcp}"),
-            "--endpoint",
-            &moto.endpoint(),
-            "--telemetry-address",
-            &format!("127.0.0.1:{telemetry}"),
-        ])
+    let mut agent = Agent::ports_builder()
+        .args(["--endpoint", &moto.endpoint()])
         .env("ECS_CONTAINER_METADATA_URI_V4", &metadata)
         .start();
-    agent.wait_ready(local(telemetry));
-    let (trace_id, bytes) = datagram();
-    send_udp(local(udp), &bytes);
-    assert!(
-        wait_until(Duration::from_secs(20), || agent
-            .metric("cloudtail_xray_segments_sent_total")
-            == Some(1.0)),
-        "{}",
-        agent.logs()
-    );
+    agent.ready();
+    send_udp(agent.udp_addr(), &datagram().1);
+    let sent = wait_until(Duration::from_secs(20), || {
+        agent.metric("cloudtail_xray_segments_sent_total") == Some(1.0)
+    });
+    assert!(sent, "{}", agent.logs());
     let signed: Vec<Value> = moto.requests_for("PutTraceSegments");
     let auth = signed[0]["headers"]["Authorization"]
         .as_str()
@@ -173,7 +138,6 @@ async fn the_region_comes_from_ecs_task_metadata() {
         auth.contains("/eu-west-1/xray/aws4_request"),
         "signed for another region: {auth}"
     );
-    drop(trace_id);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    batch_get_trace_documents, local, new_segment_id, new_trace_id, now_secs, send_udp, wait_until,
+    batch_get_trace_documents, new_segment_id, new_trace_id, now_secs, send_udp, wait_until,
     xray_client, xray_emit, Agent, Moto,
 };
 
@@ -284,29 +284,20 @@ async fn sampling_rules_through_the_tcp_proxy_are_signed() {
 #[test]
 fn daemon_flags_run_as_given() {
     let moto = Moto::start();
-    let (udp, tcp, telemetry) = (
-        support::free_udp_port(),
-        support::free_tcp_port(),
-        support::free_tcp_port(),
-    );
-    let mut agent = Agent::start([
-        "-o",
-        "-n",
-        "us-east-1",
-        "-b",
-        &format!("127.0.0.1:{udp}"),
-        "-t",
-        &format!("127.0.0.1:{tcp}"),
-        "-m",
-        "8",
-        "-l",
-        "dev",
-        "--endpoint",
-        &moto.endpoint(),
-        "--telemetry-address",
-        &format!("127.0.0.1:{telemetry}"),
-    ]);
-    agent.wait_ready(local(telemetry));
+    let mut agent = Agent::ports_builder()
+        .args([
+            "-o",
+            "-n",
+            "us-east-1",
+            "-m",
+            "8",
+            "-l",
+            "dev",
+            "--endpoint",
+            &moto.endpoint(),
+        ])
+        .start();
+    agent.ready();
     assert_eq!(
         agent.metrics().get("cloudtail_buffer_bytes_total"),
         Some(8.0 * 1024.0 * 1024.0)
@@ -323,38 +314,26 @@ fn daemon_flags_run_as_given() {
 fn the_daemons_sample_cfg_yaml_works_with_dash_c() {
     let moto = Moto::start();
     let sample = support::repo_dir().join("config/xray-daemon-cfg.yaml");
-    let (udp, tcp, telemetry) = (
-        support::free_udp_port(),
-        support::free_tcp_port(),
-        support::free_tcp_port(),
-    );
-    let mut agent = Agent::start([
-        "-c",
-        sample.to_str().expect("path"),
-        "-n",
-        "us-east-1",
-        "-o",
-        "-b",
-        &format!("127.0.0.1:{udp}"),
-        "-t",
-        &format!("127.0.0.1:{tcp}"),
-        "--endpoint",
-        &moto.endpoint(),
-        "--telemetry-address",
-        &format!("127.0.0.1:{telemetry}"),
-    ]);
-    agent.wait_ready(local(telemetry));
-    let (trace_id, body) = segment("from-yaml");
-    send_udp(local(udp), &datagram(&body));
-    assert!(
-        wait_until(Duration::from_secs(20), || agent
-            .metrics()
-            .get("cloudtail_xray_segments_sent_total")
-            == Some(1.0)),
-        "{}",
-        agent.logs()
-    );
-    drop(trace_id);
+    let sample = sample.to_str().expect("path");
+    // The sample binds 127.0.0.1:2000 and names no region: the flags override both.
+    let mut agent = Agent::ports_builder()
+        .args([
+            "-c",
+            sample,
+            "-n",
+            "us-east-1",
+            "-o",
+            "--endpoint",
+            &moto.endpoint(),
+        ])
+        .start();
+    agent.ready();
+    let (_, body) = segment("from-yaml");
+    send_udp(agent.udp_addr(), &datagram(&body));
+    let sent = wait_until(Duration::from_secs(20), || {
+        agent.metrics().get("cloudtail_xray_segments_sent_total") == Some(1.0)
+    });
+    assert!(sent, "{}", agent.logs());
 }
 
 #[test]
@@ -374,20 +353,7 @@ fn an_unknown_yaml_key_fails_naming_it() {
 
 #[test]
 fn no_region_fails_with_exit_2_naming_the_fix() {
-    let (udp, tcp, telemetry) = (
-        support::free_udp_port(),
-        support::free_tcp_port(),
-        support::free_tcp_port(),
-    );
-    let mut agent = Agent::start([
-        "-o",
-        "-b",
-        &format!("127.0.0.1:{udp}"),
-        "-t",
-        &format!("127.0.0.1:{tcp}"),
-        "--telemetry-address",
-        &format!("127.0.0.1:{telemetry}"),
-    ]);
+    let mut agent = Agent::ports_builder().arg("-o").start();
     let status = agent.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(2), "{}", agent.logs());
     let stderr = agent.stderr();

@@ -22,13 +22,14 @@ pub const MAX_DATAGRAM: usize = 65_536;
 pub const BATCH: usize = 16;
 
 /// Binds `address` with `receive_buffer_bytes` of kernel buffer and drop reporting on.
+/// No `SO_REUSEADDR`: a second agent (or an X-Ray daemon) on the same port must fail to start,
+/// not silently take half of the datagrams.
 pub fn bind(address: SocketAddr, receive_buffer_bytes: usize) -> io::Result<UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::DGRAM,
         Some(Protocol::UDP),
     )?;
-    socket.set_reuse_address(true)?;
     set_receive_buffer(&socket, receive_buffer_bytes);
     enable_drop_count(&socket);
     socket.set_nonblocking(true)?;

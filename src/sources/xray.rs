@@ -129,6 +129,7 @@ pub async fn run(
             }
         };
         COUNTERS.xray.received.add(count as u64);
+        tracing::trace!(count, "Datagrams received.");
         for i in 0..count {
             accept(receiver.datagram(i), &budget, &tx);
         }

@@ -147,10 +147,10 @@ impl Agent {
         Agent::builder().args(args).start()
     }
 
-    /// A builder preset as an X-Ray daemon in front of `moto`, on free ports:
-    /// `-o -n us-east-1 -b 127.0.0.1:<udp> -t 127.0.0.1:<tcp> --telemetry-address
-    /// 127.0.0.1:<telemetry> --endpoint <moto> -l dev`. More args and env can be added.
-    pub fn xray_builder(moto: &Moto) -> AgentBuilder {
+    /// A builder with only the listening addresses set, on free ports:
+    /// `-b 127.0.0.1:<udp> -t 127.0.0.1:<tcp> --telemetry-address 127.0.0.1:<telemetry>`.
+    /// For tests that choose the region and endpoint themselves (or deliberately none).
+    pub fn ports_builder() -> AgentBuilder {
         let udp = local(free_udp_port());
         let (tcp, telemetry) = loop {
             let (a, b) = (free_tcp_port(), free_tcp_port());
@@ -159,24 +159,28 @@ impl Agent {
             }
         };
         let mut builder = Agent::builder().args([
-            "-o".to_string(),
-            "-n".to_string(),
-            TEST_REGION.to_string(),
             "-b".to_string(),
             udp.to_string(),
             "-t".to_string(),
             tcp.to_string(),
             "--telemetry-address".to_string(),
             telemetry.to_string(),
-            "--endpoint".to_string(),
-            moto.endpoint(),
-            "-l".to_string(),
-            "dev".to_string(),
         ]);
         builder.udp = Some(udp);
         builder.tcp = Some(tcp);
         builder.telemetry = Some(telemetry);
         builder
+    }
+
+    /// [`Agent::ports_builder`] as an X-Ray daemon in local mode in front of `endpoint`:
+    /// `-o -n us-east-1 --endpoint <endpoint> -l dev`. More args and env can be added.
+    pub fn xray_builder_for(endpoint: &str) -> AgentBuilder {
+        Agent::ports_builder().args(["-o", "-n", TEST_REGION, "--endpoint", endpoint, "-l", "dev"])
+    }
+
+    /// [`Agent::xray_builder_for`] the emulator.
+    pub fn xray_builder(moto: &Moto) -> AgentBuilder {
+        Agent::xray_builder_for(&moto.endpoint())
     }
 
     /// [`Agent::xray_builder`], started and ready (`/healthz` answered 200).
