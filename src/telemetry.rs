@@ -21,6 +21,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod logs;
+
+pub use logs::{
+    logs_credentials_error, logs_group_created, logs_put_call, logs_rejected, logs_retry,
+    logs_sent, logs_stream_created, LogsCounters, LogsRejectReason, LOGS_WARN_EVERY,
+};
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -134,63 +141,6 @@ pub struct XrayCounters {
     backend: [Counter; 6],
 }
 
-/// Why CloudWatch Logs will never take an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogsRejectReason {
-    /// More than 2 hours in the future (`tooNewLogEventStartIndex`).
-    TooNew,
-    /// Older than 14 days (`tooOldLogEventEndIndex`).
-    TooOld,
-    /// Older than the group's retention (`expiredLogEventEndIndex`).
-    Expired,
-    /// Empty, too large, or refused alone with `InvalidParameterException`.
-    Invalid,
-}
-
-impl LogsRejectReason {
-    const ALL: [LogsRejectReason; 4] = [
-        LogsRejectReason::TooNew,
-        LogsRejectReason::TooOld,
-        LogsRejectReason::Expired,
-        LogsRejectReason::Invalid,
-    ];
-
-    /// The `reason` label.
-    pub fn label(self) -> &'static str {
-        match self {
-            LogsRejectReason::TooNew => "too_new",
-            LogsRejectReason::TooOld => "too_old",
-            LogsRejectReason::Expired => "expired",
-            LogsRejectReason::Invalid => "invalid",
-        }
-    }
-}
-
-/// Counters of the logs pipeline and its CloudWatch Logs sink.
-#[derive(Debug, Default)]
-pub struct LogsCounters {
-    /// Events CloudWatch Logs accepted.
-    pub events_sent: Counter,
-    /// Bytes of accepted events, as the API counts them (message + 26).
-    pub bytes_sent: Counter,
-    /// `PutLogEvents` calls made, retries included.
-    pub put_calls: Counter,
-    /// Calls (put or setup) retried after a retryable failure.
-    pub retries: Counter,
-    /// Log groups this agent created.
-    pub groups_created: Counter,
-    /// Log streams this agent created.
-    pub streams_created: Counter,
-    rejected: [Counter; 4],
-}
-
-impl LogsCounters {
-    /// Events rejected for `reason`.
-    pub fn rejected(&self, reason: LogsRejectReason) -> &Counter {
-        &self.rejected[reason as usize]
-    }
-}
-
 /// Every counter of the process.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -217,15 +167,7 @@ pub static COUNTERS: Counters = Counters {
         rejected: [const { Counter::new() }; 8],
         backend: [const { Counter::new() }; 6],
     },
-    logs: LogsCounters {
-        events_sent: Counter::new(),
-        bytes_sent: Counter::new(),
-        put_calls: Counter::new(),
-        retries: Counter::new(),
-        groups_created: Counter::new(),
-        streams_created: Counter::new(),
-        rejected: [const { Counter::new() }; 4],
-    },
+    logs: LogsCounters::new(),
     proxy_requests: Counter::new(),
     proxy_errors: Counter::new(),
 };
@@ -260,109 +202,6 @@ pub fn segment_rejected(reason: RejectReason, count: u64) {
 /// A failed AWS call, counted by category for the telemetry records and `/metrics`.
 pub fn backend_error(error: BackendError) {
     COUNTERS.xray.backend(error).inc();
-}
-
-/// At most one line per cause this often; the counters carry the rest.
-pub const LOGS_WARN_EVERY: Duration = Duration::from_secs(60);
-
-/// A clock-free rate limit for warn lines: `allow` is true at most once per `every`.
-#[derive(Debug)]
-struct RateLimit(AtomicU64);
-
-impl RateLimit {
-    const fn new() -> Self {
-        RateLimit(AtomicU64::new(0))
-    }
-
-    fn allow(&self, every: Duration) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs()
-            .max(1);
-        let last = self.0.load(Ordering::Relaxed);
-        (last == 0 || now >= last.saturating_add(every.as_secs()))
-            && self
-                .0
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-}
-
-static LOGS_REJECT_WARN: [RateLimit; 4] = [const { RateLimit::new() }; 4];
-static LOGS_CREDENTIALS_WARN: RateLimit = RateLimit::new();
-static LOGS_RETRY_WARN: RateLimit = RateLimit::new();
-
-/// CloudWatch Logs accepted `events` events of `bytes` API bytes.
-pub fn logs_sent(events: u64, bytes: u64) {
-    COUNTERS.logs.events_sent.add(events);
-    COUNTERS.logs.bytes_sent.add(bytes);
-}
-
-/// Events CloudWatch Logs will never take; one warn line per reason and minute.
-pub fn logs_rejected(reason: LogsRejectReason, count: u64, group: &str, stream: &str) {
-    COUNTERS.logs.rejected(reason).add(count);
-    if LOGS_REJECT_WARN[reason as usize].allow(LOGS_WARN_EVERY) {
-        tracing::warn!(
-            reason = reason.label(),
-            count,
-            group,
-            stream,
-            "CloudWatch Logs rejected log events; they are skipped."
-        );
-    }
-}
-
-/// One `PutLogEvents` call is about to be made.
-pub fn logs_put_call() {
-    COUNTERS.logs.put_calls.inc();
-}
-
-/// A CloudWatch Logs call failed and will be retried after a backoff. Logged at debug for the
-/// first attempts, then at warn (once a minute) while the failure lasts.
-pub fn logs_retry(attempt: u32, group: &str, error: &str) {
-    COUNTERS.logs.retries.inc();
-    if attempt >= 3 && LOGS_RETRY_WARN.allow(LOGS_WARN_EVERY) {
-        tracing::warn!(
-            attempt,
-            group,
-            error,
-            "CloudWatch Logs keeps failing; retrying (the files keep the backlog)."
-        );
-    } else {
-        tracing::debug!(
-            attempt,
-            group,
-            error,
-            "CloudWatch Logs call failed; retrying."
-        );
-    }
-}
-
-/// A CloudWatch Logs call failed for lack of valid credentials or permissions; it is retried.
-pub fn logs_credentials_error(group: &str, error: &str) {
-    COUNTERS.logs.retries.inc();
-    if LOGS_CREDENTIALS_WARN.allow(LOGS_WARN_EVERY) {
-        tracing::warn!(
-            group,
-            error,
-            "CloudWatch Logs refused the agent's credentials; check the role or keys and its \
-             logs:PutLogEvents, logs:CreateLogGroup, logs:CreateLogStream and \
-             logs:PutRetentionPolicy permissions. Retrying."
-        );
-    }
-}
-
-/// A log group was created.
-pub fn logs_group_created(group: &str) {
-    COUNTERS.logs.groups_created.inc();
-    tracing::info!(group, "Created log group.");
-}
-
-/// A log stream was created.
-pub fn logs_stream_created(group: &str, stream: &str) {
-    COUNTERS.logs.streams_created.inc();
-    tracing::debug!(group, stream, "Created log stream.");
 }
 
 /// Gauges the agent computes at scrape time (budget in use, backlog), as name/value pairs.
@@ -422,7 +261,7 @@ pub fn render_prometheus(gauges: &[(&'static str, f64)]) -> String {
     for (name, help, value) in plain {
         write_metric(&mut out, name, help, "counter", &[("", value as f64)]);
     }
-    render_logs(&mut out);
+    logs::render(&mut out);
     let rejected: Vec<(String, f64)> = RejectReason::ALL
         .iter()
         .map(|r| {
@@ -459,61 +298,13 @@ pub fn render_prometheus(gauges: &[(&'static str, f64)]) -> String {
     out
 }
 
-fn render_logs(out: &mut String) {
-    let l = &COUNTERS.logs;
-    let plain = [
-        (
-            "cloudtail_logs_events_sent_total",
-            "Log events accepted by CloudWatch Logs.",
-            l.events_sent.get(),
-        ),
-        (
-            "cloudtail_logs_bytes_sent_total",
-            "Bytes of accepted log events (message + 26 per event).",
-            l.bytes_sent.get(),
-        ),
-        (
-            "cloudtail_logs_put_calls_total",
-            "PutLogEvents calls, retries included.",
-            l.put_calls.get(),
-        ),
-        (
-            "cloudtail_logs_retries_total",
-            "CloudWatch Logs calls retried.",
-            l.retries.get(),
-        ),
-        (
-            "cloudtail_logs_groups_created_total",
-            "Log groups created by the agent.",
-            l.groups_created.get(),
-        ),
-        (
-            "cloudtail_logs_streams_created_total",
-            "Log streams created by the agent.",
-            l.streams_created.get(),
-        ),
-    ];
-    for (name, help, value) in plain {
-        write_metric(out, name, help, "counter", &[("", value as f64)]);
-    }
-    let rejected: Vec<(String, f64)> = LogsRejectReason::ALL
-        .iter()
-        .map(|r| {
-            (
-                format!("reason=\"{}\"", r.label()),
-                l.rejected(*r).get() as f64,
-            )
-        })
-        .collect();
-    write_labeled(
-        out,
-        "cloudtail_logs_events_rejected_total",
-        "Log events CloudWatch Logs will never accept, by reason.",
-        &rejected,
-    );
-}
-
-fn write_metric(out: &mut String, name: &str, help: &str, kind: &str, values: &[(&str, f64)]) {
+pub(crate) fn write_metric(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    values: &[(&str, f64)],
+) {
     if !help.is_empty() {
         let _ = writeln!(out, "# HELP {name} {help}");
     }
@@ -527,7 +318,7 @@ fn write_metric(out: &mut String, name: &str, help: &str, kind: &str, values: &[
     }
 }
 
-fn write_labeled(out: &mut String, name: &str, help: &str, values: &[(String, f64)]) {
+pub(crate) fn write_labeled(out: &mut String, name: &str, help: &str, values: &[(String, f64)]) {
     let borrowed: Vec<(&str, f64)> = values.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     write_metric(out, name, help, "counter", &borrowed);
 }
