@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 mod logs;
 
 pub use logs::{
-    logs_credentials_error, logs_group_created, logs_put_call, logs_rejected, logs_retry,
-    logs_sent, logs_stream_created, LogsCounters, LogsRejectReason, LOGS_WARN_EVERY,
+    logs_abandoned, logs_credentials_error, logs_group_created, logs_put_call, logs_rejected,
+    logs_retry, logs_sent, logs_stream_created, LogsCounters, LogsRejectReason, LOGS_WARN_EVERY,
 };
 
 /// A monotonically increasing count.

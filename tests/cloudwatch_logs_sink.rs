@@ -408,17 +408,25 @@ async fn prepare_groups_sets_retention_on_new_and_existing_groups() {
 
 #[derive(Default)]
 struct Script {
+    /// Errors (status, code) to answer the first requests with, in order.
+    failures: std::collections::VecDeque<(u16, &'static str)>,
     requests: Vec<Vec<String>>,
     /// Stream → (in flight now, most in flight at once).
     in_flight: HashMap<String, (usize, usize)>,
 }
 
-async fn scripted(delay: Duration) -> (SocketAddr, Arc<Mutex<Script>>) {
+async fn scripted(
+    delay: Duration,
+    failures: &[(u16, &'static str)],
+) -> (SocketAddr, Arc<Mutex<Script>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let script = Arc::new(Mutex::new(Script::default()));
+    let script = Arc::new(Mutex::new(Script {
+        failures: failures.iter().copied().collect(),
+        ..Script::default()
+    }));
     let shared = Arc::clone(&script);
     tokio::spawn(async move {
         loop {
@@ -460,24 +468,28 @@ async fn answer(
         })
         .unwrap_or_default();
     let stream = parsed["logStreamName"].as_str().unwrap_or("").to_string();
-    {
+    let failure = {
         let mut s = script.lock().expect("lock");
         s.requests.push(messages.clone());
         let (now, max) = s.in_flight.entry(stream.clone()).or_default();
         *now += 1;
         *max = (*max).max(*now);
-    }
+        s.failures.pop_front()
+    };
     tokio::time::sleep(delay).await;
     if let Some((now, _)) = script.lock().expect("lock").in_flight.get_mut(&stream) {
         *now -= 1;
     }
-    let (status, body) = if messages.iter().any(|m| m.contains("poison")) {
-        (
+    let (status, body) = match failure {
+        Some((status, code)) => (
+            status,
+            format!(r#"{{"__type":"{code}","message":"scripted"}}"#),
+        ),
+        None if messages.iter().any(|m| m.contains("poison")) => (
             400,
-            r#"{"__type":"InvalidParameterException","message":"bad event"}"#,
-        )
-    } else {
-        (200, "{}")
+            r#"{"__type":"InvalidParameterException","message":"bad event"}"#.to_string(),
+        ),
+        None => (200, "{}".to_string()),
     };
     let response = hyper::Response::builder()
         .status(status)
@@ -490,7 +502,7 @@ async fn answer(
 #[tokio::test]
 async fn a_refused_request_is_bisected_down_to_the_bad_event() {
     let _serial = SERIAL.lock().await;
-    let (addr, script) = scripted(Duration::ZERO).await;
+    let (addr, script) = scripted(Duration::ZERO, &[]).await;
     let client = client(&format!("http://{addr}"));
     let to = destination("g", "s");
     let items: Vec<(i64, String)> = (0..8)
@@ -532,7 +544,7 @@ async fn a_refused_request_is_bisected_down_to_the_bad_event() {
 #[tokio::test]
 async fn calls_per_stream_never_exceed_the_concurrency() {
     let _serial = SERIAL.lock().await;
-    let (addr, script) = scripted(Duration::from_millis(150)).await;
+    let (addr, script) = scripted(Duration::from_millis(150), &[]).await;
     let client = client(&format!("http://{addr}"));
     let tracker = AckTracker::new(0);
     let budget = Budget::new(1 << 20);
@@ -561,4 +573,119 @@ async fn calls_per_stream_never_exceed_the_concurrency() {
     // Four batches for "busy": two at a time; "other" is not held back by "busy".
     assert_eq!(max("busy"), 2);
     assert_eq!(max("other"), 2);
+}
+
+#[tokio::test]
+async fn credential_errors_are_retried_until_they_clear() {
+    let _serial = SERIAL.lock().await;
+    let failures = [
+        (400, "UnrecognizedClientException"),
+        (400, "ExpiredTokenException"),
+        (403, "AccessDeniedException"),
+    ];
+    let (addr, script) = scripted(Duration::ZERO, &failures).await;
+    let client = client(&format!("http://{addr}"));
+    let to = destination("g", "s");
+    let tracker = AckTracker::new(0);
+    let budget = Budget::new(1 << 20);
+    let retries0 = COUNTERS.logs.retries.get();
+
+    sink(client, 4, CancellationToken::new())
+        .send(events(&tracker, &budget, &to, &[(now_ms(), "m".into())]))
+        .await;
+
+    assert_eq!(tracker.committed(), 1);
+    assert_eq!(COUNTERS.logs.retries.get(), retries0 + 3);
+    assert_eq!(script.lock().expect("lock").requests.len(), 4);
+}
+
+#[derive(Debug)]
+struct NoCredentials;
+
+impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "none in the chain",
+            ),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn missing_credentials_are_retried_until_the_deadline() {
+    let _serial = SERIAL.lock().await;
+    let (addr, script) = scripted(Duration::ZERO, &[]).await;
+    let config = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(BehaviorVersion::v2026_01_12())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(NoCredentials)
+        .endpoint_url(format!("http://{addr}"))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let abort = CancellationToken::new();
+    let sink = sink(Client::from_conf(config), 4, abort.clone());
+    let tracker = AckTracker::new(0);
+    let budget = Budget::new(1 << 20);
+    let retries0 = COUNTERS.logs.retries.get();
+    let batch = events(
+        &tracker,
+        &budget,
+        &destination("g", "s"),
+        &[(now_ms(), "m".into())],
+    );
+    let task = tokio::spawn(async move { sink.send(batch).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    abort.cancel();
+    task.await.expect("send");
+    assert!(COUNTERS.logs.retries.get() >= retries0 + 2, "kept retrying");
+    assert_eq!(tracker.committed(), 0);
+    assert!(
+        script.lock().expect("lock").requests.is_empty(),
+        "nothing sent unsigned"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_batches_to_a_new_stream_race_to_create_it() {
+    let _serial = SERIAL.lock().await;
+    let moto = Moto::start();
+    let client = client(&moto.endpoint());
+    let to = destination("race", "s");
+    let tracker = AckTracker::new(0);
+    let budget = Budget::new(1 << 20);
+    let (groups0, streams0) = (
+        COUNTERS.logs.groups_created.get(),
+        COUNTERS.logs.streams_created.get(),
+    );
+    let sink = sink(client.clone(), 4, CancellationToken::new());
+    let mut sends = Vec::new();
+    for n in 0..4u64 {
+        let event = LogEvent {
+            timestamp_ms: now_ms(),
+            message: format!("m{n}"),
+            destination: Arc::clone(&to),
+            ack: tracker.register(n + 1),
+            permit: budget.try_acquire(2).expect("budget"),
+        };
+        let sink = sink.clone();
+        sends.push(tokio::spawn(async move { sink.send(vec![event]).await }));
+    }
+    for send in sends {
+        send.await.expect("send");
+    }
+    assert_eq!(tracker.committed(), 4);
+    assert_eq!(stored(&client, "race", "s").await.len(), 4);
+    assert_eq!(COUNTERS.logs.groups_created.get(), groups0 + 1);
+    assert_eq!(COUNTERS.logs.streams_created.get(), streams0 + 1);
+    let creates = moto.requests_for("CreateLogStream").len();
+    assert!(
+        creates >= 2,
+        "several calls raced to create the stream: {creates}"
+    );
 }

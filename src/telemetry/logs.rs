@@ -109,6 +109,7 @@ impl RateLimit {
 static LOGS_REJECT_WARN: [RateLimit; 4] = [const { RateLimit::new() }; 4];
 static LOGS_CREDENTIALS_WARN: RateLimit = RateLimit::new();
 static LOGS_RETRY_WARN: RateLimit = RateLimit::new();
+static LOGS_ABANDONED_WARN: RateLimit = RateLimit::new();
 
 /// CloudWatch Logs accepted `events` events of `bytes` API bytes.
 pub fn logs_sent(events: u64, bytes: u64) {
@@ -166,6 +167,24 @@ pub fn logs_credentials_error(group: &str, error: &str) {
             "CloudWatch Logs refused the agent's credentials; check the role or keys and its \
              logs:PutLogEvents, logs:CreateLogGroup, logs:CreateLogStream and \
              logs:PutRetentionPolicy permissions. Retrying."
+        );
+    }
+}
+
+/// Events still unsent at the shutdown deadline: their acks are dropped unresolved (counted by
+/// the ack module), so they are read again on the next start. One line per minute at most.
+pub fn logs_abandoned(group: &str, events: u64) {
+    if LOGS_ABANDONED_WARN.allow(LOGS_WARN_EVERY) {
+        tracing::warn!(
+            group,
+            events,
+            "Shutdown deadline passed with log events unsent; they will be read again on restart."
+        );
+    } else {
+        tracing::debug!(
+            group,
+            events,
+            "Log events left unsent at the shutdown deadline."
         );
     }
 }

@@ -7,6 +7,7 @@
 
 use std::error::Error as StdError;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -51,11 +52,26 @@ where
             service.raw().status().as_u16(),
             service.err().code().unwrap_or(""),
         ),
+        // The call never left: no credentials could be loaded (none in the chain, an IMDS or
+        // SSO failure). Someone must act, yet they may appear at any moment.
+        _ if caused_by_credentials(error) => Action::Credentials,
         // No answer, or an answer that could not be read: all of these may work next time.
         _ if verdict.retry == Retry::Yes => Action::Retry,
         _ => Action::Refused,
     };
     Failure { action, verdict }
+}
+
+/// True when a credentials provider failure is somewhere in the error's causes.
+fn caused_by_credentials(error: &(dyn StdError + 'static)) -> bool {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        if e.is::<CredentialsError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// HTTP status and error code to the next step.
@@ -132,6 +148,25 @@ mod tests {
         assert_eq!(action_for(500, "InternalFailure"), Action::Retry);
         assert_eq!(action_for(503, ""), Action::Retry);
         assert_eq!(action_for(429, ""), Action::Retry);
+    }
+
+    #[test]
+    fn credentials_that_cannot_be_loaded_are_a_credentials_failure() {
+        #[derive(Debug)]
+        struct Wrapper(CredentialsError);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "dispatch failure")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Wrapper(CredentialsError::not_loaded("no credentials in the chain"));
+        assert!(caused_by_credentials(&e));
+        assert!(!caused_by_credentials(&std::io::Error::other("reset")));
     }
 
     #[test]

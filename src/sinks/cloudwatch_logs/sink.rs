@@ -135,13 +135,8 @@ impl CloudWatchLogsSink {
                     reject(request, LogsRejectReason::Invalid, &destination);
                 }
                 Outcome::Aborted(request) => {
-                    let left: usize = request.len() + work.iter().map(Vec::len).sum::<usize>();
-                    tracing::warn!(
-                        group = %destination.group,
-                        stream = %destination.stream,
-                        events = left,
-                        "Shutdown deadline passed; unsent log events will be read again on restart."
-                    );
+                    let left = request.len() + work.iter().map(Vec::len).sum::<usize>();
+                    telemetry::logs_abandoned(&destination.group, left as u64);
                     break;
                 }
             }
