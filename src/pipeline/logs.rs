@@ -50,6 +50,9 @@ impl Default for LogsSettings {
     }
 }
 
+/// Events taken from the channel per wake-up of the pipeline task, at most.
+const RECV_BURST: usize = 256;
+
 /// Runs until `rx` is closed and every batch was handed to `sink` and finished.
 pub async fn run<S: Sink<LogEvent>>(
     mut rx: mpsc::Receiver<LogEvent>,
@@ -65,7 +68,18 @@ pub async fn run<S: Sink<LogEvent>>(
         let deadline = state.next_deadline();
         tokio::select! {
             received = rx.recv(), if open => match received {
-                Some(event) => state.push(event, now()),
+                Some(event) => {
+                    let now = now();
+                    state.push(event, now);
+                    // Take what else is waiting without going round the select: one wake-up
+                    // per burst, not per event. Bounded, so timers and dispatch still run.
+                    for _ in 1..RECV_BURST {
+                        match rx.try_recv() {
+                            Ok(event) => state.push(event, now),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 None => {
                     open = false;
                     state.close_all();
@@ -179,35 +193,42 @@ impl State {
 
     fn push(&mut self, event: LogEvent, now: Instant) {
         let destination = Arc::clone(&event.destination);
-        if !self.lanes.contains_key(&destination) {
-            let limits = BatchLimits {
-                max_items: self.settings.max_batch_events.max(1),
-                max_bytes: self.settings.max_batch_bytes,
-                max_age: self.settings.flush_interval,
-            };
-            let lane = Lane {
-                id: self.next_sequence(),
+        let limits = BatchLimits {
+            max_items: self.settings.max_batch_events.max(1),
+            max_bytes: self.settings.max_batch_bytes,
+            max_age: self.settings.flush_interval,
+        };
+        let new_id = self.sequence + 1;
+        let lane = self
+            .lanes
+            .entry(Arc::clone(&destination))
+            .or_insert_with(|| Lane {
+                id: new_id,
                 batcher: Batcher::new(limits),
                 deadline: None,
                 ready: VecDeque::new(),
                 in_flight: 0,
                 listed: None,
-            };
-            self.lanes.insert(Arc::clone(&destination), lane);
-        }
-        let Some(lane) = self.lanes.get_mut(&destination) else {
-            return;
-        };
+            });
+        let opened = lane.batcher.is_empty();
         let size = event.api_size();
-        let mut closed: Vec<Vec<LogEvent>> =
-            lane.batcher.push(event, size, now).into_iter().collect();
-        if lane.batcher.is_full() {
-            closed.extend(lane.batcher.take());
+        let closed = lane.batcher.push(event, size, now);
+        let full = if lane.batcher.is_full() {
+            lane.batcher.take()
+        } else {
+            None
+        };
+        if lane.id == new_id {
+            self.sequence = new_id;
         }
-        for batch in closed {
+        // The deadline moves only when a batch opens or closes.
+        let moved = opened || closed.is_some() || full.is_some();
+        for batch in closed.into_iter().chain(full) {
             self.enqueue(&destination, batch);
         }
-        self.sync_deadline(&destination);
+        if moved {
+            self.sync_deadline(&destination);
+        }
     }
 
     /// Closes every batch whose deadline is `now` or past.
