@@ -155,12 +155,14 @@ impl CloudWatchLogsSink {
         let mut attempt = 0u32;
         let mut created = false;
         loop {
+            // Biased: a call that already finished is never thrown away for the deadline.
             let result = tokio::select! {
-                _ = abort.cancelled() => return Outcome::Aborted(request),
+                biased;
                 result = async {
                     let _slot = slots.acquire().await;
                     self.put(destination, &request).await
                 } => result,
+                _ = abort.cancelled() => return Outcome::Aborted(request),
             };
             let failure = match result {
                 Ok(rejected) => {
