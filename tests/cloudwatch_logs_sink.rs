@@ -689,3 +689,60 @@ async fn concurrent_batches_to_a_new_stream_race_to_create_it() {
         "several calls raced to create the stream: {creates}"
     );
 }
+
+#[tokio::test]
+async fn pipeline_and_sink_ship_every_event_of_several_streams() {
+    let _serial = SERIAL.lock().await;
+    let moto = Moto::start();
+    let client = client(&moto.endpoint());
+    let streams: Vec<Arc<Destination>> = (0..3)
+        .map(|n| destination("/pipeline", &format!("s{n}")))
+        .collect();
+    let tracker = AckTracker::new(0);
+    let budget = Budget::new(64 << 20);
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let settings = cloudtail::pipeline::logs::LogsSettings {
+        flush_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let abort = CancellationToken::new();
+    let pipeline = tokio::spawn(cloudtail::pipeline::logs::run(
+        rx,
+        sink(client.clone(), 4, abort),
+        settings,
+    ));
+    let total = 24_000u64;
+    let base = now_ms() - 30 * HOUR_MS;
+    let started = std::time::Instant::now();
+    for n in 0..total {
+        let message = format!("event {n}");
+        let event = LogEvent {
+            // Shuffled over 30 hours: every batch needs sorting and a cut at 24 hours.
+            timestamp_ms: base + ((n as i64 * 7919) % 30_000) * (HOUR_MS / 1000),
+            permit: budget.acquire(message.len()).await.expect("budget"),
+            message,
+            destination: Arc::clone(&streams[(n % 3) as usize]),
+            ack: tracker.register(n + 1),
+        };
+        tx.send(event).await.expect("pipeline open");
+    }
+    drop(tx);
+    pipeline.await.expect("pipeline");
+    let elapsed = started.elapsed();
+
+    assert_eq!(
+        tracker.committed(),
+        total,
+        "every ack resolved at the flush"
+    );
+    assert_eq!(budget.in_use_bytes(), 0);
+    let mut stored_total = 0;
+    for to in &streams {
+        let events = stored(&client, &to.group, &to.stream).await;
+        assert!(events.windows(2).all(|w| w[0].0 <= w[1].0));
+        stored_total += events.len() as u64;
+    }
+    assert_eq!(stored_total, total);
+    let puts = moto.requests_for("PutLogEvents").len();
+    eprintln!("{total} events through pipeline + sink + moto in {elapsed:?}, {puts} PutLogEvents");
+}
