@@ -21,6 +21,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod logs;
+
+pub use logs::{
+    logs_abandoned, logs_credentials_error, logs_group_created, logs_put_call, logs_rejected,
+    logs_retry, logs_sent, logs_stream_created, LogsCounters, LogsRejectReason, LOGS_WARN_EVERY,
+};
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -139,6 +146,8 @@ pub struct XrayCounters {
 pub struct Counters {
     /// Traces pipeline.
     pub xray: XrayCounters,
+    /// Logs pipeline.
+    pub logs: LogsCounters,
 }
 
 /// The process's counters.
@@ -154,6 +163,7 @@ pub static COUNTERS: Counters = Counters {
         rejected: [const { Counter::new() }; 8],
         backend: [const { Counter::new() }; 6],
     },
+    logs: LogsCounters::new(),
 };
 
 impl XrayCounters {
@@ -239,6 +249,7 @@ pub fn render_prometheus(gauges: &[Reading]) -> String {
     for (name, help, value) in plain {
         write_metric(&mut out, name, help, "counter", &[("", value as f64)]);
     }
+    logs::render(&mut out);
     let rejected: Vec<(String, f64)> = RejectReason::ALL
         .iter()
         .map(|r| {
@@ -275,7 +286,13 @@ pub fn render_prometheus(gauges: &[Reading]) -> String {
     out
 }
 
-fn write_metric(out: &mut String, name: &str, help: &str, kind: &str, values: &[(&str, f64)]) {
+pub(crate) fn write_metric(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    values: &[(&str, f64)],
+) {
     if !help.is_empty() {
         let _ = writeln!(out, "# HELP {name} {help}");
     }
@@ -289,7 +306,7 @@ fn write_metric(out: &mut String, name: &str, help: &str, kind: &str, values: &[
     }
 }
 
-fn write_labeled(out: &mut String, name: &str, help: &str, values: &[(String, f64)]) {
+pub(crate) fn write_labeled(out: &mut String, name: &str, help: &str, values: &[(String, f64)]) {
     let borrowed: Vec<(&str, f64)> = values.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     write_metric(out, name, help, "counter", &borrowed);
 }

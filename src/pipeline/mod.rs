@@ -10,6 +10,7 @@ use std::future::Future;
 pub mod ack;
 pub mod batch;
 pub mod budget;
+pub mod logs;
 pub mod retry;
 pub mod traces;
 

@@ -6,9 +6,9 @@
 
 use std::error::Error as StdError;
 
-use aws_sdk_xray::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::pipeline::retry::Retry;
 use crate::telemetry::BackendError;
@@ -61,16 +61,7 @@ pub fn classify_status(status: u16, code: Option<&str>) -> Verdict {
     let code_str = code.unwrap_or("");
     let throttled =
         status == 429 || code_str.contains("Throttl") || code_str == "RequestLimitExceeded";
-    let credentials = matches!(
-        code_str,
-        "ExpiredTokenException"
-            | "ExpiredToken"
-            | "UnrecognizedClientException"
-            | "InvalidSignatureException"
-            | "AccessDeniedException"
-            | "RequestExpired"
-    ) || status == 401
-        || status == 403;
+    let credentials = is_credential_error(status, code_str);
     let detail = format!("HTTP {status} {code_str}");
     match status {
         500..=599 => verdict(Retry::Yes, BackendError::Http5xx, &detail),
@@ -78,6 +69,24 @@ pub fn classify_status(status: u16, code: Option<&str>) -> Verdict {
         400..=499 => verdict(Retry::No, BackendError::Http4xx, &detail),
         _ => verdict(Retry::Yes, BackendError::Other, &detail),
     }
+}
+
+/// True when the failure is about who is calling (expired or unknown keys, a bad signature,
+/// a missing permission): a person must act, yet retrying picks up rotated credentials.
+pub fn is_credential_error(status: u16, code: &str) -> bool {
+    matches!(
+        code,
+        "ExpiredTokenException"
+            | "ExpiredToken"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "AccessDeniedException"
+            | "AccessDenied"
+            | "RequestExpired"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+    ) || status == 401
+        || status == 403
 }
 
 /// A call that got no answer: the cause decides the category; all of them retry.

@@ -1,0 +1,338 @@
+//! The logs pipeline: log events in, one batch per destination (group, stream), batches out to
+//! the sink with a global cap and a per-destination cap on calls in flight.
+//!
+//! One task owns every batcher. A batch closes at 10,000 events, at 1,048,576 API bytes
+//! (message + 26 per event), or when its oldest event has waited `flush_interval`. It never
+//! waits on the sink: closed batches queue (their events still hold budget, so the queue is
+//! bounded by the budget) and are dispatched oldest first as slots free up. A destination with
+//! `per_destination` batches in flight is skipped, not waited on, so a slow or failing stream
+//! holds at most `per_destination` of the `concurrency` slots and the others keep flowing.
+//! When the event channel closes (the sources stopped) every open batch is closed and
+//! dispatched, and the task returns once every send finished: that is the shutdown flush.
+//! This file knows nothing of AWS: sorting, the 24-hour span and retries are the sink's.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{self, JoinSet};
+
+use super::batch::{BatchLimits, Batcher};
+use super::{Destination, LogEvent, Sink};
+
+/// How the logs pipeline batches and sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogsSettings {
+    /// Longest an event waits in a partly full batch. Default 5 s (the CloudWatch agent's
+    /// `force_flush_interval`): shorter is fresher logs, longer is fewer calls.
+    pub flush_interval: Duration,
+    /// Batches in flight across all destinations. Default 32.
+    pub concurrency: usize,
+    /// Batches in flight per destination; keep it equal to the sink's per-stream concurrency.
+    /// Default 4.
+    pub per_destination: usize,
+    /// Most events per batch. Default 10,000 (the `PutLogEvents` limit).
+    pub max_batch_events: usize,
+    /// Most API bytes per batch (message + 26 per event). Default 1,048,576 (the limit).
+    pub max_batch_bytes: usize,
+}
+
+impl Default for LogsSettings {
+    fn default() -> Self {
+        LogsSettings {
+            flush_interval: Duration::from_secs(5),
+            concurrency: 32,
+            per_destination: 4,
+            max_batch_events: 10_000,
+            max_batch_bytes: 1_048_576,
+        }
+    }
+}
+
+/// Events taken from the channel per wake-up of the pipeline task, at most.
+const RECV_BURST: usize = 256;
+
+/// Runs until `rx` is closed and every batch was handed to `sink` and finished.
+pub async fn run<S: Sink<LogEvent>>(
+    mut rx: mpsc::Receiver<LogEvent>,
+    sink: S,
+    settings: LogsSettings,
+) {
+    let mut state = State::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut senders = JoinSet::new();
+    let mut sending: HashMap<task::Id, Arc<Destination>> = HashMap::new();
+    let mut open = true;
+    while open || state.has_batches() {
+        let deadline = state.next_deadline();
+        tokio::select! {
+            received = rx.recv(), if open => match received {
+                Some(event) => {
+                    let now = now();
+                    state.push(event, now);
+                    // Take what else is waiting without going round the select: one wake-up
+                    // per burst, not per event. Bounded, so timers and dispatch still run.
+                    for _ in 1..RECV_BURST {
+                        match rx.try_recv() {
+                            Ok(event) => state.push(event, now),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => {
+                    open = false;
+                    state.close_all();
+                }
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => state.close_due(now()),
+            slot = Arc::clone(&slots).acquire_owned(), if state.has_eligible() => {
+                if let (Ok(slot), Some((destination, batch))) = (slot, state.next_ready()) {
+                    let id = dispatch(&mut senders, &sink, batch, slot);
+                    sending.insert(id, destination);
+                }
+            }
+            Some(joined) = senders.join_next_with_id(), if !senders.is_empty() => {
+                let id = match joined {
+                    Ok((id, ())) => id,
+                    Err(error) => error.id(),
+                };
+                if let Some(destination) = sending.remove(&id) {
+                    state.finished(&destination);
+                }
+            }
+        }
+    }
+    while senders.join_next().await.is_some() {}
+}
+
+fn dispatch<S: Sink<LogEvent>>(
+    senders: &mut JoinSet<()>,
+    sink: &S,
+    batch: Vec<LogEvent>,
+    slot: OwnedSemaphorePermit,
+) -> task::Id {
+    let sink = sink.clone();
+    senders
+        .spawn(async move {
+            sink.send(batch).await;
+            drop(slot);
+        })
+        .id()
+}
+
+/// The pipeline's clock, from tokio so that tests can pause it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Everything the pipeline task knows about one destination.
+#[derive(Debug)]
+struct Lane {
+    /// Unique per lane; orders deadlines that fall on the same instant.
+    id: u64,
+    batcher: Batcher<LogEvent>,
+    /// The open batch's deadline as registered in `State::deadlines`.
+    deadline: Option<Instant>,
+    /// Closed batches, oldest first, with their close sequence number.
+    ready: VecDeque<(u64, Vec<LogEvent>)>,
+    in_flight: usize,
+    /// Sequence number of the head batch as registered in `State::eligible`.
+    listed: Option<u64>,
+}
+
+/// The batchers and queues; pure bookkeeping, no I/O (the loop above does the waiting).
+#[derive(Debug)]
+struct State {
+    settings: LogsSettings,
+    lanes: HashMap<Arc<Destination>, Lane>,
+    /// Open batches by deadline.
+    deadlines: BTreeMap<(Instant, u64), Arc<Destination>>,
+    /// The oldest ready batch of every lane below its in-flight cap, by close order.
+    eligible: BTreeMap<u64, Arc<Destination>>,
+    ready_batches: usize,
+    sequence: u64,
+}
+
+impl State {
+    fn new(settings: LogsSettings) -> Self {
+        State {
+            settings,
+            lanes: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            eligible: BTreeMap::new(),
+            ready_batches: 0,
+            sequence: 0,
+        }
+    }
+
+    fn next_sequence(&mut self) -> u64 {
+        self.sequence += 1;
+        self.sequence
+    }
+
+    /// Batches open or waiting to be dispatched.
+    fn has_batches(&self) -> bool {
+        self.ready_batches > 0 || !self.deadlines.is_empty()
+    }
+
+    fn has_eligible(&self) -> bool {
+        !self.eligible.is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.keys().next().map(|(deadline, _)| *deadline)
+    }
+
+    fn push(&mut self, event: LogEvent, now: Instant) {
+        let destination = Arc::clone(&event.destination);
+        let limits = BatchLimits {
+            max_items: self.settings.max_batch_events.max(1),
+            max_bytes: self.settings.max_batch_bytes,
+            max_age: self.settings.flush_interval,
+        };
+        let new_id = self.sequence + 1;
+        let lane = self
+            .lanes
+            .entry(Arc::clone(&destination))
+            .or_insert_with(|| Lane {
+                id: new_id,
+                batcher: Batcher::new(limits),
+                deadline: None,
+                ready: VecDeque::new(),
+                in_flight: 0,
+                listed: None,
+            });
+        let opened = lane.batcher.is_empty();
+        let size = event.api_size();
+        let closed = lane.batcher.push(event, size, now);
+        let full = if lane.batcher.is_full() {
+            lane.batcher.take()
+        } else {
+            None
+        };
+        if lane.id == new_id {
+            self.sequence = new_id;
+        }
+        // The deadline moves only when a batch opens or closes.
+        let moved = opened || closed.is_some() || full.is_some();
+        for batch in closed.into_iter().chain(full) {
+            self.enqueue(&destination, batch);
+        }
+        if moved {
+            self.sync_deadline(&destination);
+        }
+    }
+
+    /// Closes every batch whose deadline is `now` or past.
+    fn close_due(&mut self, now: Instant) {
+        let due: Vec<Arc<Destination>> = self
+            .deadlines
+            .range(..=(now, u64::MAX))
+            .map(|(_, destination)| Arc::clone(destination))
+            .collect();
+        for destination in due {
+            self.close(&destination);
+        }
+    }
+
+    /// Closes every open batch (the source stopped).
+    fn close_all(&mut self) {
+        let open: Vec<Arc<Destination>> = self.deadlines.values().cloned().collect();
+        for destination in open {
+            self.close(&destination);
+        }
+    }
+
+    fn close(&mut self, destination: &Arc<Destination>) {
+        let batch = self
+            .lanes
+            .get_mut(destination)
+            .and_then(|lane| lane.batcher.take());
+        if let Some(batch) = batch {
+            self.enqueue(destination, batch);
+        }
+        self.sync_deadline(destination);
+    }
+
+    fn enqueue(&mut self, destination: &Arc<Destination>, batch: Vec<LogEvent>) {
+        let sequence = self.next_sequence();
+        if let Some(lane) = self.lanes.get_mut(destination) {
+            lane.ready.push_back((sequence, batch));
+            self.ready_batches += 1;
+        }
+        self.relist(destination);
+    }
+
+    /// The oldest dispatchable batch, counted as in flight.
+    fn next_ready(&mut self) -> Option<(Arc<Destination>, Vec<LogEvent>)> {
+        let (_, destination) = self.eligible.pop_first()?;
+        let lane = self.lanes.get_mut(&destination)?;
+        lane.listed = None;
+        let (_, batch) = lane.ready.pop_front()?;
+        lane.in_flight += 1;
+        self.ready_batches -= 1;
+        self.relist(&destination);
+        Some((destination, batch))
+    }
+
+    /// A send for `destination` finished; the lane is forgotten once idle.
+    fn finished(&mut self, destination: &Arc<Destination>) {
+        let Some(lane) = self.lanes.get_mut(destination) else {
+            return;
+        };
+        lane.in_flight = lane.in_flight.saturating_sub(1);
+        if lane.in_flight == 0 && lane.ready.is_empty() && lane.batcher.is_empty() {
+            self.lanes.remove(destination);
+        } else {
+            self.relist(destination);
+        }
+    }
+
+    /// Keeps `eligible` in step with the lane's head batch and in-flight count.
+    fn relist(&mut self, destination: &Arc<Destination>) {
+        let cap = self.settings.per_destination.max(1);
+        let Some(lane) = self.lanes.get_mut(destination) else {
+            return;
+        };
+        if let Some(listed) = lane.listed.take() {
+            self.eligible.remove(&listed);
+        }
+        if lane.in_flight < cap {
+            if let Some((sequence, _)) = lane.ready.front() {
+                lane.listed = Some(*sequence);
+                self.eligible.insert(*sequence, Arc::clone(destination));
+            }
+        }
+    }
+
+    /// Keeps `deadlines` in step with the lane's open batch.
+    fn sync_deadline(&mut self, destination: &Arc<Destination>) {
+        let Some(lane) = self.lanes.get_mut(destination) else {
+            return;
+        };
+        let deadline = lane.batcher.deadline();
+        if deadline == lane.deadline {
+            return;
+        }
+        if let Some(old) = lane.deadline.take() {
+            self.deadlines.remove(&(old, lane.id));
+        }
+        if let Some(new) = deadline {
+            lane.deadline = Some(new);
+            self.deadlines
+                .insert((new, lane.id), Arc::clone(destination));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "logs_tests.rs"]
+mod tests;
