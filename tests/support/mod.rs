@@ -54,7 +54,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`Moto::start`] waits for the stub endpoint to print its port and answer.
 const MOTO_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connect / read / write timeout of the tiny HTTP client.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
 /// The access key and secret every test uses (the stub verifies SigV4 with them).
 pub const TEST_ACCESS_KEY: &str = "testing";
 /// See [`TEST_ACCESS_KEY`].
