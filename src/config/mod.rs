@@ -24,7 +24,7 @@ pub use error::ConfigError;
 use layer::Layer;
 pub use logs::{
     Encoding, GroupClass, LogFileConfig, LogsConfig, MultilineStart, NameKind, NamePart,
-    NameTemplate, Placeholder, StartAt, TimestampFormat, Timezone,
+    NameTemplate, Placeholder, StartAt, TimestampFormat, Timezone, MAX_NAME_LEN,
 };
 
 /// Where the X-Ray role listens by default, UDP and TCP: 127.0.0.1:2000, as the daemon.
