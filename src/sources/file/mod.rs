@@ -249,17 +249,21 @@ impl Manager<'_> {
             };
             if let Some(path) = find_sibling(&cp.path, &cp.fingerprint) {
                 tracing::info!(path = %path.display(), was = %cp.path.display(), "Found a rotated log file by its fingerprint; reading it to its end.");
-                self.open(Found { rule, path }, true, true);
+                let found = Found { rule, path };
+                self.open(found, true, Some(cp.path.clone()));
             }
         }
     }
 
     /// A path that matches a glob: tails it unless its file is already being tailed.
     fn found(&mut self, found: Found, at_start: bool) {
-        self.open(found, at_start, false);
+        self.open(found, at_start, None);
     }
 
-    fn open(&mut self, found: Found, at_start: bool, drain_only: bool) {
+    /// Opens a file and tails it from where it should start. `rotated_from`: the file was
+    /// found by its fingerprint beside that (checkpointed) path; read it to its end only and
+    /// keep recording it under that path, so that it is found the same way next time.
+    fn open(&mut self, found: Found, at_start: bool, rotated_from: Option<PathBuf>) {
         let Ok(file) = File::open(&found.path) else {
             return;
         };
@@ -272,10 +276,10 @@ impl Manager<'_> {
             return;
         };
         let start = Start {
-            drain_only,
+            drain_only: rotated_from.is_some(),
             ..start
         };
-        self.spawn(file, found, id, start);
+        self.spawn(file, found, id, start, rotated_from);
     }
 
     /// Where a file starts: `None` if it is being tailed already.
@@ -329,12 +333,18 @@ impl Manager<'_> {
         })
     }
 
-    fn spawn(&mut self, file: File, found: Found, id: FileId, start: Start) {
+    fn spawn(
+        &mut self,
+        file: File,
+        found: Found,
+        id: FileId,
+        start: Start,
+        alias: Option<PathBuf>,
+    ) {
+        let recorded = alias.unwrap_or_else(|| found.path.clone());
         let state = match start.state {
             Some(state) => {
-                let mut s = lock(&state);
-                s.path = found.path.clone();
-                drop(s);
+                lock(&state).path = recorded;
                 state
             }
             None => {
@@ -344,7 +354,7 @@ impl Manager<'_> {
                 Arc::new(Mutex::new(FileState {
                     fingerprint,
                     tracker: AckTracker::new(start.offset),
-                    path: found.path.clone(),
+                    path: recorded,
                 }))
             }
         };

@@ -25,7 +25,8 @@ pub struct FileState {
     pub fingerprint: Fingerprint,
     /// The acks of its current generation.
     pub tracker: Arc<AckTracker>,
-    /// The path it was opened at.
+    /// The path it was found at by a glob. A renamed file keeps it: on restart the file is
+    /// looked for by its fingerprint beside this path.
     pub path: PathBuf,
 }
 
