@@ -245,6 +245,19 @@ pub fn segment_rejected(reason: RejectReason, count: u64) {
     tracing::debug!(reason = reason.label(), count, "Rejected X-Ray documents.");
 }
 
+/// A log event was cut to the PutLogEvents per-event limit; logged at debug (one huge line
+/// a second must not flood the log).
+pub fn log_event_truncated(path: &std::path::Path) {
+    COUNTERS.file_source.events_truncated.inc();
+    tracing::debug!(path = %path.display(), "Truncated a log event over the per-event limit.");
+}
+
+/// A log event's timestamp could not be read with `timestamp_format`; it gets the read time.
+pub fn log_timestamp_unparsed(path: &std::path::Path) {
+    COUNTERS.file_source.timestamp_unparsed.inc();
+    tracing::debug!(path = %path.display(), "Could not read a log event's timestamp; using the read time.");
+}
+
 /// A failed AWS call, counted by category for the telemetry records and `/metrics`.
 pub fn backend_error(error: BackendError) {
     COUNTERS.xray.backend(error).inc();

@@ -264,6 +264,18 @@ impl Manager<'_> {
     /// found by its fingerprint beside that (checkpointed) path; read it to its end only and
     /// keep recording it under that path, so that it is found the same way next time.
     fn open(&mut self, found: Found, at_start: bool, rotated_from: Option<PathBuf>) {
+        // A stat first: the poll reports every matching file, and most are tailed already.
+        let Ok(meta) = std::fs::metadata(&found.path) else {
+            return;
+        };
+        let known = self
+            .registry()
+            .files
+            .get(&FileId::of(&meta))
+            .map(|e| e.running);
+        if known == Some(true) {
+            return;
+        }
         let Ok(file) = File::open(&found.path) else {
             return;
         };

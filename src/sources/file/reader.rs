@@ -149,7 +149,11 @@ impl LineReader {
             bytes.truncate(bytes.len() - unit);
         }
         let dropped_bytes = std::mem::take(&mut self.dropped);
-        let (text, invalid) = decode(self.encoding, &bytes, dropped_bytes > 0);
+        let (mut text, invalid) = decode(self.encoding, &bytes, dropped_bytes > 0);
+        if text.starts_with('\u{feff}') {
+            // A byte order mark (UTF-8 or UTF-16 files written by Windows tools).
+            text.drain(..'\u{feff}'.len_utf8());
+        }
         Line {
             text,
             end_offset: self.offset,
@@ -314,10 +318,11 @@ mod tests {
         for unit in "héllo\r\nwörld\n".encode_utf16() {
             bytes.extend_from_slice(&unit.to_le_bytes());
         }
+        bytes.splice(0..0, [0xff, 0xfe]); // BOM
         let mut r = LineReader::new(Encoding::Utf16Le, 0);
-        let (a, b) = bytes.split_at(7); // odd split: a UTF-16 unit across reads
+        let (a, b) = bytes.split_at(9); // odd split: a UTF-16 unit across reads
         let out = lines(&mut r, &[a, b]);
-        assert_eq!(texts(&out), [("héllo", 14), ("wörld", 26)]);
+        assert_eq!(texts(&out), [("héllo", 16), ("wörld", 28)]);
         let mut r = LineReader::new(Encoding::Latin1, 0);
         let out = lines(&mut r, &[b"caf\xe9\n"]);
         assert_eq!(out[0].text, "café");

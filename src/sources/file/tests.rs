@@ -303,3 +303,92 @@ async fn a_new_file_is_picked_up_while_running() {
     );
     run.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_budget_pauses_reading_until_events_are_done() {
+    let d = dirs();
+    let app = d.logs.join("app.log");
+    let line = "x".repeat(1000);
+    for _ in 0..10 {
+        append(&app, &format!("{line}\n"));
+    }
+    let config = logs_config(&d, "app.log", "");
+    let source = FileSource::new(&config, NameContext::default())
+        .unwrap()
+        .with_timing(fast());
+    let (tx, mut rx) = mpsc::channel(64);
+    let token = CancellationToken::new();
+    // Room for three events (each 1000 + 26 bytes + the per-item overhead).
+    let budget = Budget::new(3 * 1200);
+    let task = tokio::spawn(source.run(budget.clone(), tx, token.clone()));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(rx.recv().await.unwrap());
+    }
+    let waited = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+    assert!(waited.is_err(), "a fourth event needs budget");
+    ack_all(held);
+    for _ in 0..7 {
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        event.unwrap().unwrap().ack.done();
+    }
+    token.cancel();
+    task.await.unwrap();
+    assert_eq!(budget.in_use_bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_3mb_line_ships_truncated_and_the_file_goes_on() {
+    let d = dirs();
+    let app = d.logs.join("app.log");
+    append(&app, &format!("{}\nafter\n", "y".repeat(3 << 20)));
+    let mut run = start(&logs_config(&d, "app.log", ""));
+    let events = run.take(2).await;
+    assert!(events[0].message.len() <= reader::MAX_MESSAGE_BYTES);
+    assert!(events[0].message.ends_with(" bytes]"));
+    assert_eq!(events[1].message, "after");
+    let size = std::fs::metadata(&app).unwrap().len();
+    ack_all(events);
+    run.nothing_more().await;
+    run.stop().await;
+    assert_eq!(checkpointed(&d, &app), Some(size));
+}
+
+#[tokio::test]
+async fn a_deleted_file_is_read_to_its_end_and_forgotten() {
+    let d = dirs();
+    let app = d.logs.join("app.log");
+    append(&app, "a\n");
+    let mut run = start(&logs_config(&d, "app.log", ""));
+    let first = run.take(1).await;
+    let mut writer = std::fs::OpenOptions::new().append(true).open(&app).unwrap();
+    let id = fingerprint::FileId::of(&std::fs::metadata(&app).unwrap());
+    std::fs::remove_file(&app).unwrap();
+    writer.write_all(b"b\n").unwrap();
+    let events = run.take(1).await;
+    assert_eq!(messages(&events), ["b"]);
+    ack_all(first);
+    ack_all(events);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    run.stop().await;
+    let list = checkpoint::load(&d.state).unwrap();
+    assert!(list.iter().all(|c| c.fingerprint.id != id), "{list:?}");
+}
+
+#[test]
+fn the_counters_render_for_prometheus() {
+    let text = crate::telemetry::render_prometheus(&[]);
+    for name in [
+        "cloudtail_logs_lines_read_total",
+        "cloudtail_logs_events_filtered_total",
+        "cloudtail_logs_events_truncated_total",
+        "cloudtail_logs_invalid_utf8_total",
+        "cloudtail_logs_timestamp_unparsed_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} counter\n{name} ")),
+            "{name}"
+        );
+    }
+    assert!(text.contains("# TYPE cloudtail_logs_files_watched gauge\n"));
+}
