@@ -313,7 +313,12 @@ impl Manager<'_> {
                 .matches(file)
                 .unwrap_or(false);
             if same && !entry.deleted {
-                let offset = entry.read_offset.min(size);
+                // Shorter than what we read: truncated while no tailer watched it.
+                let offset = if entry.read_offset <= size {
+                    entry.read_offset
+                } else {
+                    0
+                };
                 return Some(Start {
                     offset,
                     state: Some(Arc::clone(&entry.state)),

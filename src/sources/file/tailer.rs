@@ -197,13 +197,14 @@ impl Tail {
                     return ExitReason::Failed;
                 }
             };
-            if !chunk.is_empty() {
+            let at_end = chunk.is_empty();
+            if !at_end {
                 last_data = Instant::now();
-                if !self.feed(&chunk, sender).await {
-                    return ExitReason::Stopped;
-                }
             }
-            let quiet = chunk.is_empty() && last_data.elapsed() >= timing.quiet;
+            if !at_end && !self.feed(chunk, sender).await {
+                return ExitReason::Stopped;
+            }
+            let quiet = at_end && last_data.elapsed() >= timing.quiet;
             if quiet && !self.flush_quiet(sender).await {
                 return ExitReason::Stopped;
             }
@@ -224,7 +225,7 @@ impl Tail {
                     return reason;
                 }
             }
-            if chunk.is_empty() {
+            if at_end {
                 tokio::select! {
                     _ = sender.token.cancelled() => return ExitReason::Stopped,
                     _ = tokio::time::sleep(timing.idle_poll) => {}
@@ -234,9 +235,11 @@ impl Tail {
     }
 
     /// Splits `chunk` into lines and ships the events they complete. `false`: stopped.
-    async fn feed(&mut self, chunk: &[u8], sender: &Sender<'_>) -> bool {
+    /// The raw chunk is freed before the first wait for budget.
+    async fn feed(&mut self, chunk: Vec<u8>, sender: &Sender<'_>) -> bool {
         let mut lines = Vec::new();
-        self.reader.feed(chunk, &mut lines);
+        self.reader.feed(&chunk, &mut lines);
+        drop(chunk);
         for line in lines {
             if !self.push(line, sender).await {
                 return false;

@@ -392,3 +392,25 @@ fn the_counters_render_for_prometheus() {
     }
     assert!(text.contains("# TYPE cloudtail_logs_files_watched gauge\n"));
 }
+
+#[tokio::test]
+async fn a_retargeted_symlink_drains_the_old_target_and_follows_the_new() {
+    let d = dirs();
+    let real = d.logs.join("real");
+    std::fs::create_dir(&real).unwrap();
+    append(&real.join("app-1.log"), "one\n");
+    let link = d.logs.join("current.log");
+    std::os::unix::fs::symlink(real.join("app-1.log"), &link).unwrap();
+    let mut run = start(&logs_config(&d, "*.log", ""));
+    assert_eq!(messages(&run.take(1).await), ["one"]);
+    append(&real.join("app-2.log"), "two\n");
+    let tmp = d.logs.join("tmp-link");
+    std::os::unix::fs::symlink(real.join("app-2.log"), &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    append(&real.join("app-1.log"), "one-b\n");
+    let events = run.take(2).await;
+    let got: BTreeSet<&str> = messages(&events).into_iter().collect();
+    assert_eq!(got, BTreeSet::from(["one-b", "two"]));
+    run.nothing_more().await;
+    run.stop().await;
+}
