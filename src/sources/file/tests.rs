@@ -65,9 +65,13 @@ struct Running {
 }
 
 fn start(config: &LogsConfig) -> Running {
+    start_with(config, fast())
+}
+
+fn start_with(config: &LogsConfig, timing: Timing) -> Running {
     let source = FileSource::new(config, NameContext::default())
         .unwrap()
-        .with_timing(fast());
+        .with_timing(timing);
     let checkpointer = source.checkpointer();
     let (tx, rx) = mpsc::channel(64);
     let token = CancellationToken::new();
@@ -173,7 +177,12 @@ async fn a_last_line_waits_for_its_newline_then_ships_when_quiet() {
     let d = dirs();
     let app = d.logs.join("app.log");
     append(&app, "one\npar");
-    let mut run = start(&logs_config(&d, "app.log", ""));
+    // A long quiet period, so that a slow machine cannot ship "par" on its own.
+    let timing = Timing {
+        quiet: Duration::from_secs(2),
+        ..fast()
+    };
+    let mut run = start_with(&logs_config(&d, "app.log", ""), timing);
     assert_eq!(messages(&run.take(1).await), ["one"]);
     tokio::time::sleep(Duration::from_millis(100)).await;
     append(&app, "tial\nlast");
