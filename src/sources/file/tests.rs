@@ -423,3 +423,36 @@ async fn a_retargeted_symlink_drains_the_old_target_and_follows_the_new() {
     run.nothing_more().await;
     run.stop().await;
 }
+
+#[tokio::test]
+async fn after_a_kill_only_unacked_events_are_sent_again() {
+    let d = dirs();
+    let app = d.logs.join("app.log");
+    append(&app, "1\n2\n3\n4\n");
+    let config = logs_config(&d, "app.log", "");
+    let mut run = start(&config);
+    let mut events = run.take(4).await;
+    let in_flight = events.split_off(2);
+    ack_all(events);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // What a kill -9 now would leave behind: the periodic checkpoint, copied aside.
+    let killed = Dirs {
+        logs: d.logs.clone(),
+        state: d.logs.parent().unwrap().join("state-after-kill"),
+        _root: tempfile::tempdir().unwrap(),
+    };
+    std::fs::create_dir(&killed.state).unwrap();
+    std::fs::copy(
+        d.state.join(checkpoint::FILE_NAME),
+        killed.state.join(checkpoint::FILE_NAME),
+    )
+    .unwrap();
+    drop(in_flight);
+    run.stop().await;
+    let mut run = start(&logs_config(&killed, "app.log", ""));
+    let events = run.take(2).await;
+    assert_eq!(messages(&events), ["3", "4"]);
+    ack_all(events);
+    run.nothing_more().await;
+    run.stop().await;
+}
