@@ -99,6 +99,7 @@ pub struct FileSource {
     registry: Arc<Mutex<Registry>>,
     checkpointer: Checkpointer,
     timing: Timing,
+    read_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl FileSource {
@@ -134,6 +135,7 @@ impl FileSource {
             checkpointer: Checkpointer::new(Arc::clone(&registry), &config.state_dir),
             registry,
             timing: Timing::default(),
+            read_slots: Arc::new(tokio::sync::Semaphore::new(tailer::READ_SLOTS)),
         })
     }
 
@@ -392,6 +394,7 @@ impl Manager<'_> {
             rules: Arc::clone(&self.source.rules[found.rule]),
             state,
             drain_only: start.drain_only,
+            read_slots: Arc::clone(&self.source.read_slots),
         };
         COUNTERS.file_source.files_watched.inc();
         tracing::debug!(path = %spec.path.display(), offset = start.offset, "Tailing a log file.");

@@ -33,6 +33,11 @@ use crate::telemetry::{self, COUNTERS};
 /// Bytes asked for per read.
 pub const READ_BYTES: usize = 64 * 1024;
 
+/// Tailers that may hold a read chunk (and its decoded lines) at once. When AWS is slow,
+/// many tailers wait for budget with a chunk in hand; this caps that memory at about
+/// `READ_SLOTS` × 2 × [`READ_BYTES`] however many files are tailed. Idle tailers hold none.
+pub const READ_SLOTS: usize = 16;
+
 /// The timings of the file source; the defaults suit production, tests shorten them.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -91,6 +96,8 @@ pub struct TailSpec {
     pub state: Shared,
     /// Read to the end and stop: a rotated file found only by its checkpoint.
     pub drain_only: bool,
+    /// Shared by every tailer: how many may hold a chunk at once (see [`READ_SLOTS`]).
+    pub read_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a tailer stopped, and where.
@@ -190,6 +197,21 @@ impl Tail {
             if sender.token.is_cancelled() {
                 return ExitReason::Stopped;
             }
+            // Holding a read slot from the read until the chunk's events are queued bounds
+            // the memory of tailers waiting for budget to `READ_SLOTS` chunks.
+            let has_data = self
+                .spec
+                .file
+                .metadata()
+                .map_or(true, |m| m.len() > self.reader.offset());
+            let _slot = if has_data {
+                tokio::select! {
+                    _ = sender.token.cancelled() => return ExitReason::Stopped,
+                    slot = Arc::clone(&self.spec.read_slots).acquire_owned() => slot.ok(),
+                }
+            } else {
+                None
+            };
             let chunk = match read_at(&self.spec.file, self.reader.offset()).await {
                 Ok(chunk) => chunk,
                 Err(error) => {
