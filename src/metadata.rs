@@ -59,6 +59,50 @@ pub async fn ecs_task_metadata() -> Option<serde_json::Value> {
     serde_json::from_slice(&body).ok()
 }
 
+/// The ECS task id: the last part of the task ARN (`arn:aws:ecs:...:task/cluster/ID`).
+pub async fn ecs_task_id() -> Option<String> {
+    let task = ecs_task_metadata().await?;
+    let arn = task.get("TaskARN")?.as_str()?;
+    task_id_of_arn(arn)
+}
+
+/// The id at the end of a task ARN.
+pub fn task_id_of_arn(arn: &str) -> Option<String> {
+    let id = arn.rsplit('/').next()?;
+    (!id.is_empty() && id != arn).then(|| id.to_string())
+}
+
+/// This host's first non-loopback IPv4 address, from the interface list (no network traffic).
+pub fn ip_address() -> Option<String> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cursor = list;
+    while !cursor.is_null() && found.is_none() {
+        // SAFETY: `cursor` is a node of the list getifaddrs returned, not yet freed.
+        let entry = unsafe { &*cursor };
+        if !entry.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family says how to read it.
+            let family = unsafe { (*entry.ifa_addr).sa_family };
+            if i32::from(family) == libc::AF_INET {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let addr = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    found = Some(ip.to_string());
+                }
+            }
+        }
+        cursor = entry.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
 /// The region field of an ARN (`arn:aws:ecs:us-east-1:123:task/...`).
 pub fn region_of_arn(arn: &str) -> Option<String> {
     let region = arn.split(':').nth(3)?;
@@ -89,5 +133,10 @@ mod tests {
             Some("eu-west-1".to_string())
         );
         assert_eq!(region_of_arn("not-an-arn"), None);
+        assert_eq!(
+            task_id_of_arn("arn:aws:ecs:eu-west-1:1:task/cluster/abc123").as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(task_id_of_arn("nope"), None);
     }
 }

@@ -141,13 +141,57 @@ pub struct XrayCounters {
     backend: [Counter; 6],
 }
 
+/// A value that goes up and down (files watched).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// A gauge at zero, usable in a `static`.
+    pub const fn new() -> Self {
+        Gauge(AtomicU64::new(0))
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Removes one, never below zero.
+    pub fn dec(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of the file source (the reading side of the logs pipeline).
+#[derive(Debug, Default)]
+pub struct FileSourceCounters {
+    /// Lines read from files (before multi-line grouping and filters).
+    pub lines_read: Counter,
+    /// Events not shipped because of `include_lines`/`exclude_lines`.
+    pub events_filtered: Counter,
+    /// Events cut to the PutLogEvents per-event limit.
+    pub events_truncated: Counter,
+    /// Lines that held invalid UTF-8 (or UTF-16), shipped with U+FFFD.
+    pub invalid_utf8: Counter,
+    /// Events whose timestamp could not be read; they got the read time.
+    pub timestamp_unparsed: Counter,
+    /// Files being tailed now.
+    pub files_watched: Gauge,
+}
+
 /// Every counter of the process.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Traces pipeline.
     pub xray: XrayCounters,
-    /// Logs pipeline.
+    /// Logs pipeline (the CloudWatch Logs sink's side).
     pub logs: LogsCounters,
+    /// The file source.
+    pub file_source: FileSourceCounters,
 }
 
 /// The process's counters.
@@ -164,6 +208,14 @@ pub static COUNTERS: Counters = Counters {
         backend: [const { Counter::new() }; 6],
     },
     logs: LogsCounters::new(),
+    file_source: FileSourceCounters {
+        lines_read: Counter::new(),
+        events_filtered: Counter::new(),
+        events_truncated: Counter::new(),
+        invalid_utf8: Counter::new(),
+        timestamp_unparsed: Counter::new(),
+        files_watched: Gauge::new(),
+    },
 };
 
 impl XrayCounters {
@@ -191,6 +243,19 @@ impl XrayCounters {
 pub fn segment_rejected(reason: RejectReason, count: u64) {
     COUNTERS.xray.rejected(reason).add(count);
     tracing::debug!(reason = reason.label(), count, "Rejected X-Ray documents.");
+}
+
+/// A log event was cut to the PutLogEvents per-event limit; logged at debug (one huge line
+/// a second must not flood the log).
+pub fn log_event_truncated(path: &std::path::Path) {
+    COUNTERS.file_source.events_truncated.inc();
+    tracing::debug!(path = %path.display(), "Truncated a log event over the per-event limit.");
+}
+
+/// A log event's timestamp could not be read with `timestamp_format`; it gets the read time.
+pub fn log_timestamp_unparsed(path: &std::path::Path) {
+    COUNTERS.file_source.timestamp_unparsed.inc();
+    tracing::debug!(path = %path.display(), "Could not read a log event's timestamp; using the read time.");
 }
 
 /// A failed AWS call, counted by category for the telemetry records and `/metrics`.
@@ -250,6 +315,7 @@ pub fn render_prometheus(gauges: &[Reading]) -> String {
         write_metric(&mut out, name, help, "counter", &[("", value as f64)]);
     }
     logs::render(&mut out);
+    render_file_source(&mut out);
     let rejected: Vec<(String, f64)> = RejectReason::ALL
         .iter()
         .map(|r| {
@@ -284,6 +350,48 @@ pub fn render_prometheus(gauges: &[Reading]) -> String {
         write_metric(&mut out, name, "", kind, &[("", *value)]);
     }
     out
+}
+
+/// The file source's counters and its `files_watched` gauge.
+fn render_file_source(out: &mut String) {
+    let f = &COUNTERS.file_source;
+    let counters = [
+        (
+            "cloudtail_logs_lines_read_total",
+            "Lines read from log files.",
+            &f.lines_read,
+        ),
+        (
+            "cloudtail_logs_events_filtered_total",
+            "Events not shipped because of include_lines/exclude_lines.",
+            &f.events_filtered,
+        ),
+        (
+            "cloudtail_logs_events_truncated_total",
+            "Events cut to the PutLogEvents per-event limit.",
+            &f.events_truncated,
+        ),
+        (
+            "cloudtail_logs_invalid_utf8_total",
+            "Lines with invalid text, shipped with U+FFFD.",
+            &f.invalid_utf8,
+        ),
+        (
+            "cloudtail_logs_timestamp_unparsed_total",
+            "Events whose timestamp could not be read (read time used).",
+            &f.timestamp_unparsed,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        write_metric(out, name, help, "counter", &[("", counter.get() as f64)]);
+    }
+    write_metric(
+        out,
+        "cloudtail_logs_files_watched",
+        "Log files being tailed now.",
+        "gauge",
+        &[("", f.files_watched.get() as f64)],
+    );
 }
 
 pub(crate) fn write_metric(

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
 use super::layer::{check, Layer};
+pub use super::logs_file::{LogFileSection, LogsSection};
 use super::validate;
 use super::{
     ConfigError, DEFAULT_BATCH_MAX_DOCUMENTS, DEFAULT_CONCURRENCY, DEFAULT_FLUSH_INTERVAL,
@@ -37,6 +38,9 @@ pub struct RawConfig {
     /// `[agent]`: logging, the telemetry server, shutdown.
     #[serde(default)]
     pub agent: AgentSection,
+    /// `[logs]`: tail log files to CloudWatch Logs. Absent: no log files.
+    #[serde(default)]
+    pub logs: Option<LogsSection>,
 }
 
 /// `[aws]`. Every key unset by default means "let the AWS SDK's standard chain decide"
@@ -283,6 +287,7 @@ impl RawConfig {
             xray.fill(&mut layer)?;
         }
         self.agent.fill(&mut layer)?;
+        layer.logs = self.logs.as_ref().map(LogsSection::resolve).transpose()?;
         Ok(layer)
     }
 }
@@ -451,9 +456,10 @@ mod tests {
             rest.split_once(" = ")
                 .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
         };
+        let is_table = |rest: &str| rest == "[logs]" || rest == "[[logs.files]]";
         text.lines()
             .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if is_key(rest) => rest,
+                Some(rest) if is_key(rest) || is_table(rest) => rest,
                 _ => line,
             })
             .collect::<Vec<_>>()
@@ -478,7 +484,38 @@ mod tests {
         };
         let mut tables: Vec<&str> = table.keys().map(|k| k.as_str()).collect();
         tables.sort_unstable();
-        assert_eq!(tables, ["agent", "aws", "buffer", "xray"]);
+        assert_eq!(tables, ["agent", "aws", "buffer", "logs", "xray"]);
+        let mut logs: Vec<&str> = table["logs"]
+            .as_table()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        logs.sort_unstable();
+        assert_eq!(
+            logs,
+            ["concurrency", "files", "flush_interval", "state_dir"]
+        );
+        let file = table["logs"]["files"][0].as_table().unwrap();
+        let mut file_keys: Vec<&str> = file.keys().map(|k| k.as_str()).collect();
+        file_keys.sort_unstable();
+        let expected = [
+            "encoding",
+            "exclude_lines",
+            "exclude_paths",
+            "group_class",
+            "include_lines",
+            "log_group",
+            "log_stream",
+            "multiline_start",
+            "path",
+            "paths",
+            "retention_days",
+            "start_at",
+            "timestamp_format",
+            "timezone",
+        ];
+        assert_eq!(file_keys, expected);
         let aws = [
             "endpoint",
             "local_mode",
@@ -511,6 +548,10 @@ mod tests {
         // The commented defaults are the defaults.
         let xray = raw.xray.unwrap();
         assert_eq!(xray, XraySection::default());
+        let logs = raw.logs.unwrap();
+        assert_eq!(logs.state_dir, PathBuf::from("/var/lib/cloudtail"));
+        assert_eq!(logs.flush_interval, "5s");
+        assert_eq!(logs.concurrency, 4);
         assert_eq!(
             raw.agent,
             AgentSection {

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::logs::LogsConfig;
 use super::{validate, AgentConfig, AwsConfig, BufferConfig, Config, ConfigError, XrayConfig};
 use super::{LogLevel, DEFAULT_BATCH_MAX_DOCUMENTS, DEFAULT_CONCURRENCY, DEFAULT_FLUSH_INTERVAL};
 use super::{DEFAULT_LOG_LEVEL, DEFAULT_RECEIVE_BUFFER_BYTES, DEFAULT_RETRY_MAX_DURATION};
@@ -41,6 +42,8 @@ pub(crate) struct Layer {
     pub log_level: Option<LogLevel>,
     pub log_file: Option<PathBuf>,
     pub shutdown_timeout: Option<Duration>,
+    /// The log-file role; only a config file sets it.
+    pub logs: Option<LogsConfig>,
 }
 
 impl Layer {
@@ -96,6 +99,7 @@ impl Layer {
             log_level: self.log_level.or(base.log_level),
             log_file: self.log_file.or(base.log_file),
             shutdown_timeout: self.shutdown_timeout.or(base.shutdown_timeout),
+            logs: self.logs.or(base.logs),
         }
     }
 
@@ -124,6 +128,7 @@ impl Layer {
                 log_file: self.log_file,
                 shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
             },
+            logs: self.logs,
         }
     }
 

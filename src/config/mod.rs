@@ -15,11 +15,17 @@ use crate::cli::RunArgs;
 mod error;
 pub mod file;
 mod layer;
+pub mod logs;
+mod logs_file;
 mod validate;
 pub mod xray_yaml;
 
 pub use error::ConfigError;
 use layer::Layer;
+pub use logs::{
+    Encoding, GroupClass, LogFileConfig, LogsConfig, MultilineStart, NameKind, NamePart,
+    NameTemplate, Placeholder, StartAt, TimestampFormat, Timezone, MAX_NAME_LEN,
+};
 
 /// Where the X-Ray role listens by default, UDP and TCP: 127.0.0.1:2000, as the daemon.
 pub const DEFAULT_XRAY_ADDRESS: SocketAddr =
@@ -53,6 +59,8 @@ pub struct Config {
     pub xray: Option<XrayConfig>,
     /// Process-wide settings: logging, telemetry server, shutdown.
     pub agent: AgentConfig,
+    /// The log-file role (`[logs]` in a TOML file); `None` when no file is tailed.
+    pub logs: Option<LogsConfig>,
 }
 
 /// Where and how to reach AWS. `None` means "let the SDK's standard chain decide".
@@ -275,6 +283,7 @@ mod tests {
                 log_file: None,
                 shutdown_timeout: Duration::from_secs(10),
             },
+            logs: None,
         }
     }
 

@@ -1,0 +1,454 @@
+//! The file source: tails the files `[logs]` names and sends their lines as [`LogEvent`]s.
+//!
+//! Parts: `discovery` (which files), `tailer` (one task per file: `reader` → `multiline` →
+//! `filter` → `timestamp` → budget → channel), `fingerprint` (identity), `registry` +
+//! `checkpoint` (how far AWS took each file), `names` (group/stream names), `describe`
+//! (`check-config`'s listing). A source knows nothing of AWS: what leaves here is a bounded
+//! channel of events, each holding its budget permit and the ack of its end offset.
+//!
+//! # Wiring (agent.rs)
+//! ```ignore
+//! let names = NameContext::gather(config.aws.local_mode, Some(aws.region.clone())).await;
+//! let source = FileSource::new(&logs_config, names)?;          // loads checkpoints
+//! let checkpointer = source.checkpointer();
+//! let (tx, rx) = tokio::sync::mpsc::channel(1024);
+//! tracker.spawn(source.run(budget.clone(), tx, token.child_token()));
+//! let pipeline = tracker.spawn(logs_pipeline(rx, sink, ...));   // ends when every tx dropped
+//! // at shutdown, after `shutdown::drain` (the pipeline has flushed; sinks acked or dropped):
+//! checkpointer.flush_final().await?;
+//! ```
+//! # Shutdown
+//! When its token is cancelled, `run` stops discovery, stops every tailer (an unfinished line
+//! or a pending multi-line event is left unsent, below the checkpoint), drops every sender,
+//! writes a checkpoint and returns. The pipeline then sees its channel close, flushes and
+//! waits for the sink; only after that may [`Checkpointer::flush_final`] be called, so the
+//! checkpoint includes the batches AWS accepted during the drain. Acks dropped at the deadline
+//! leave the checkpoint where it was: those events are read again on the next start.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use regex::Regex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub mod checkpoint;
+mod describe;
+pub mod discovery;
+pub mod filter;
+pub mod fingerprint;
+pub mod multiline;
+pub mod names;
+pub mod reader;
+pub mod registry;
+pub mod tailer;
+#[cfg(test)]
+mod tests;
+pub mod timestamp;
+
+pub use describe::describe;
+pub use names::NameContext;
+pub use registry::Checkpointer;
+pub use tailer::Timing;
+
+use crate::config::{LogFileConfig, LogsConfig, MultilineStart, NameKind, StartAt};
+use crate::pipeline::ack::AckTracker;
+use crate::pipeline::budget::Budget;
+use crate::pipeline::{Destination, LogEvent};
+use crate::telemetry::COUNTERS;
+use checkpoint::CheckpointError;
+use discovery::{Found, Matcher};
+use fingerprint::{FileId, Fingerprint};
+use multiline::StartMatcher;
+use registry::{lock, Entry, FileState, Registry};
+use tailer::{ExitReason, FileRules, TailExit, TailSpec};
+use timestamp::TimestampParser;
+
+/// Why the file source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    /// `state_dir` could not be created.
+    #[error("cannot create logs.state_dir `{}`: {source}", path.display())]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The checkpoint file could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A glob did not compile (the config loader checks them, so this is a bug).
+    #[error("a logs.files glob does not compile: {0}")]
+    Glob(#[from] globset::Error),
+    /// A regex did not compile (likewise).
+    #[error("a logs.files regex does not compile: {0}")]
+    Regex(#[from] regex::Error),
+}
+
+/// The file source, built and ready to [`run`](FileSource::run).
+#[derive(Debug)]
+pub struct FileSource {
+    files: Vec<LogFileConfig>,
+    rules: Vec<Arc<FileRules>>,
+    matcher: Arc<Matcher>,
+    names: NameContext,
+    registry: Arc<Mutex<Registry>>,
+    checkpointer: Checkpointer,
+    timing: Timing,
+    read_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl FileSource {
+    /// Compiles the settings, creates `state_dir` and reads the checkpoints. A damaged
+    /// checkpoint file is logged and set aside (the files start over per `start_at`).
+    pub fn new(config: &LogsConfig, names: NameContext) -> Result<Self, FileSourceError> {
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| FileSourceError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let unclaimed = match checkpoint::load(&config.state_dir) {
+            Ok(list) => list,
+            Err(CheckpointError::Corrupt { path, message }) => {
+                tracing::error!(path = %path.display(), error = %message, "Checkpoint file damaged; starting without it.");
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let rules = config
+            .files
+            .iter()
+            .map(|f| compile(f).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        let registry = Arc::new(Mutex::new(Registry {
+            files: HashMap::new(),
+            unclaimed,
+        }));
+        Ok(FileSource {
+            files: config.files.clone(),
+            rules,
+            matcher: Arc::new(Matcher::new(&config.files)?),
+            names,
+            checkpointer: Checkpointer::new(Arc::clone(&registry), &config.state_dir),
+            registry,
+            timing: Timing::default(),
+            read_slots: Arc::new(tokio::sync::Semaphore::new(tailer::READ_SLOTS)),
+        })
+    }
+
+    /// Shorter timings, for tests.
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// The handle that writes checkpoints; keep it to call `flush_final` after the drain.
+    pub fn checkpointer(&self) -> Checkpointer {
+        self.checkpointer.clone()
+    }
+
+    /// Tails until `token` is cancelled, then stops every tailer, writes a checkpoint and
+    /// returns (dropping every clone of `tx`). See the module docs for the shutdown order.
+    pub async fn run(self, budget: Budget, tx: mpsc::Sender<LogEvent>, token: CancellationToken) {
+        let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+        let mut manager = Manager {
+            source: &self,
+            budget,
+            tx,
+            token: token.clone(),
+            tailers: TaskTracker::new(),
+            exit_tx,
+        };
+        manager.start_up();
+        let (found_tx, mut found_rx) = mpsc::channel(1024);
+        let discovery = tokio::spawn(discovery::run(
+            Arc::clone(&self.matcher),
+            found_tx,
+            self.timing.poll_every,
+            token.child_token(),
+        ));
+        let mut ticker = tokio::time::interval(self.timing.checkpoint_every);
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                Some(found) = found_rx.recv() => manager.found(found, false),
+                Some(exit) = exit_rx.recv() => manager.exited(exit),
+                _ = ticker.tick() => self.save().await,
+            }
+        }
+        let _ = discovery.await;
+        manager.tailers.close();
+        manager.tailers.wait().await;
+        while let Ok(exit) = exit_rx.try_recv() {
+            manager.exited(exit);
+        }
+        self.save().await;
+    }
+
+    async fn save(&self) {
+        if let Err(error) = self.checkpointer.save().await {
+            tracing::warn!(%error, "Could not write checkpoints.");
+        }
+    }
+}
+
+/// Compiles one entry's regexes and parsers.
+fn compile(file: &LogFileConfig) -> Result<FileRules, regex::Error> {
+    let timestamp = file
+        .timestamp_format
+        .clone()
+        .map(|f| TimestampParser::new(f, file.timezone));
+    let start = match &file.multiline_start {
+        None => None,
+        Some(MultilineStart::Pattern(p)) => Some(StartMatcher::Pattern(Regex::new(p)?)),
+        Some(MultilineStart::TimestampFormat) => timestamp.clone().map(StartMatcher::Timestamp),
+    };
+    Ok(FileRules {
+        filter: filter::LineFilter::new(&file.include_lines, &file.exclude_lines)?,
+        start,
+        timestamp,
+        encoding: file.encoding,
+    })
+}
+
+/// The running part of [`FileSource::run`]: decides where each file starts and spawns tailers.
+struct Manager<'a> {
+    source: &'a FileSource,
+    budget: Budget,
+    tx: mpsc::Sender<LogEvent>,
+    token: CancellationToken,
+    tailers: TaskTracker,
+    exit_tx: mpsc::UnboundedSender<TailExit>,
+}
+
+/// Where a newly seen file starts, and how.
+struct Start {
+    offset: u64,
+    state: Option<registry::Shared>,
+    drain_only: bool,
+}
+
+impl Manager<'_> {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.source
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The start-up scan, then rotated files found only by their checkpoints.
+    fn start_up(&mut self) {
+        for found in self.source.matcher.scan() {
+            self.found(found, true);
+        }
+        let unclaimed: Vec<checkpoint::Checkpoint> = self.registry().unclaimed.clone();
+        for cp in unclaimed {
+            let Some(rule) = self.source.matcher.rule_for(&cp.path) else {
+                continue;
+            };
+            if let Some(path) = find_sibling(&cp.path, &cp.fingerprint) {
+                tracing::info!(path = %path.display(), was = %cp.path.display(), "Found a rotated log file by its fingerprint; reading it to its end.");
+                let found = Found { rule, path };
+                self.open(found, true, Some(cp.path.clone()));
+            }
+        }
+    }
+
+    /// A path that matches a glob: tails it unless its file is already being tailed.
+    fn found(&mut self, found: Found, at_start: bool) {
+        self.open(found, at_start, None);
+    }
+
+    /// Opens a file and tails it from where it should start. `rotated_from`: the file was
+    /// found by its fingerprint beside that (checkpointed) path; read it to its end only and
+    /// keep recording it under that path, so that it is found the same way next time.
+    fn open(&mut self, found: Found, at_start: bool, rotated_from: Option<PathBuf>) {
+        // A stat first: the poll reports every matching file, and most are tailed already.
+        let Ok(meta) = std::fs::metadata(&found.path) else {
+            return;
+        };
+        let known = self
+            .registry()
+            .files
+            .get(&FileId::of(&meta))
+            .map(|e| e.running);
+        if known == Some(true) {
+            return;
+        }
+        let Ok(file) = File::open(&found.path) else {
+            return;
+        };
+        let Ok(meta) = file.metadata() else { return };
+        if !meta.is_file() {
+            return;
+        }
+        let id = FileId::of(&meta);
+        let Some(start) = self.start_of(&file, id, &found, at_start, meta.len()) else {
+            return;
+        };
+        let start = Start {
+            drain_only: rotated_from.is_some(),
+            ..start
+        };
+        self.spawn(file, found, id, start, rotated_from);
+    }
+
+    /// Where a file starts: `None` if it is being tailed already.
+    fn start_of(
+        &mut self,
+        file: &File,
+        id: FileId,
+        found: &Found,
+        at_start: bool,
+        size: u64,
+    ) -> Option<Start> {
+        let mut registry = self.registry();
+        if let Some(entry) = registry.files.get(&id) {
+            if entry.running {
+                return None;
+            }
+            let same = lock(&entry.state)
+                .fingerprint
+                .matches(file)
+                .unwrap_or(false);
+            if same && !entry.deleted {
+                // Shorter than what we read: truncated while no tailer watched it.
+                let offset = if entry.read_offset <= size {
+                    entry.read_offset
+                } else {
+                    0
+                };
+                return Some(Start {
+                    offset,
+                    state: Some(Arc::clone(&entry.state)),
+                    drain_only: false,
+                });
+            }
+            registry.files.remove(&id);
+        }
+        if let Some(cp) = registry.claim(file, id) {
+            let offset = if cp.offset <= size { cp.offset } else { 0 };
+            return Some(Start {
+                offset,
+                state: None,
+                drain_only: false,
+            });
+        }
+        // A file at a checkpointed path, or on a checkpointed inode, but not that file: it
+        // replaced it (rotation, or a rewrite while we were stopped), so all of it is new.
+        let successor = registry
+            .unclaimed
+            .iter()
+            .any(|c| c.path == found.path || c.fingerprint.id == id);
+        let from_end =
+            at_start && !successor && self.source.files[found.rule].start_at == StartAt::End;
+        Some(Start {
+            offset: if from_end { size } else { 0 },
+            state: None,
+            drain_only: false,
+        })
+    }
+
+    fn spawn(
+        &mut self,
+        file: File,
+        found: Found,
+        id: FileId,
+        start: Start,
+        alias: Option<PathBuf>,
+    ) {
+        let recorded = alias.unwrap_or_else(|| found.path.clone());
+        let state = match start.state {
+            Some(state) => {
+                lock(&state).path = recorded;
+                state
+            }
+            None => {
+                let Ok(fingerprint) = Fingerprint::of(&file) else {
+                    return;
+                };
+                Arc::new(Mutex::new(FileState {
+                    fingerprint,
+                    tracker: AckTracker::new(start.offset),
+                    path: recorded,
+                }))
+            }
+        };
+        self.registry().files.insert(
+            id,
+            Entry {
+                state: Arc::clone(&state),
+                running: true,
+                read_offset: start.offset,
+                deleted: false,
+            },
+        );
+        let spec = TailSpec {
+            file: Arc::new(file),
+            destination: self.destination(&found),
+            path: found.path,
+            offset: start.offset,
+            rules: Arc::clone(&self.source.rules[found.rule]),
+            state,
+            drain_only: start.drain_only,
+            read_slots: Arc::clone(&self.source.read_slots),
+        };
+        COUNTERS.file_source.files_watched.inc();
+        tracing::debug!(path = %spec.path.display(), offset = start.offset, "Tailing a log file.");
+        let exit_tx = self.exit_tx.clone();
+        let task = tailer::run(
+            spec,
+            self.budget.clone(),
+            self.tx.clone(),
+            self.token.child_token(),
+            self.source.timing,
+        );
+        self.tailers.spawn(async move {
+            let exit = task.await;
+            let _ = exit_tx.send(exit);
+        });
+    }
+
+    fn destination(&self, found: &Found) -> Arc<Destination> {
+        let file = &self.source.files[found.rule];
+        let today = chrono::Utc::now().date_naive();
+        let name = |t, k| names::render(t, k, &self.source.names, &found.path, today);
+        Arc::new(Destination {
+            group: name(&file.log_group, NameKind::Group),
+            stream: name(&file.log_stream, NameKind::Stream),
+            retention_days: file.retention_days,
+            group_class: file.group_class.map(|c| c.as_str().to_owned()),
+            emf: false,
+        })
+    }
+
+    fn exited(&mut self, exit: TailExit) {
+        COUNTERS.file_source.files_watched.dec();
+        let mut registry = self.registry();
+        if let Some(entry) = registry.files.get_mut(&exit.id) {
+            entry.running = false;
+            entry.read_offset = exit.read_offset;
+            entry.deleted = exit.reason == ExitReason::Deleted;
+        }
+    }
+}
+
+/// A file in the directory of `path` that is the file `fingerprint` was taken of.
+fn find_sibling(path: &Path, fingerprint: &Fingerprint) -> Option<PathBuf> {
+    let dir = path.parent()?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|entry| {
+            let candidate = entry.path();
+            let meta = std::fs::metadata(&candidate).ok()?;
+            if !meta.is_file() || FileId::of(&meta) != fingerprint.id {
+                return None;
+            }
+            let file = File::open(&candidate).ok()?;
+            fingerprint.matches(&file).ok()?.then_some(candidate)
+        })
+}

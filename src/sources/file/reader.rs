@@ -1,0 +1,338 @@
+//! Bytes → lines: splits what was read from a file at `\n` (or `\r\n`), across reads of any
+//! size, decodes each line (UTF-8, UTF-16LE, Latin-1) and caps it at the PutLogEvents
+//! per-event limit.
+//!
+//! It owns only the unfinished last line; it never reads the file, never waits and never
+//! counts (the tailer counts what the returned [`Line`]s say). A line longer than the limit
+//! is not kept whole: bytes past the limit are skipped as they arrive, so a 3 MB line holds
+//! at most the limit in memory and never blocks the file.
+
+use crate::config::Encoding;
+use crate::pipeline::LOG_EVENT_OVERHEAD_BYTES;
+
+/// The longest message PutLogEvents takes in one event (1 MiB minus the per-event overhead).
+pub const MAX_MESSAGE_BYTES: usize = 1_048_576 - LOG_EVENT_OVERHEAD_BYTES;
+
+/// Room kept at the end of a cut message for the marker (`…[truncated N bytes]`).
+const MARKER_RESERVE: usize = 48;
+
+/// One complete line, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The text, without its line ending; at most [`MAX_MESSAGE_BYTES`] of source bytes.
+    pub text: String,
+    /// The file offset just past the line's ending.
+    pub end_offset: u64,
+    /// Source bytes of this line that were skipped because it was too long.
+    pub dropped_bytes: u64,
+    /// The bytes were not valid in the encoding (replaced with U+FFFD).
+    pub invalid: bool,
+}
+
+/// Splits a byte stream into lines; one per file.
+#[derive(Debug)]
+pub struct LineReader {
+    encoding: Encoding,
+    /// Bytes of the unfinished line, at most `max_line_bytes`.
+    pending: Vec<u8>,
+    /// Bytes of the unfinished line skipped past the cap.
+    dropped: u64,
+    /// For UTF-16: an odd byte waiting for its pair.
+    carry: Option<u8>,
+    /// File offset of the next byte to be fed.
+    offset: u64,
+    max_line_bytes: usize,
+}
+
+impl LineReader {
+    /// A reader whose next byte is at file `offset`.
+    pub fn new(encoding: Encoding, offset: u64) -> Self {
+        Self::with_limit(encoding, offset, MAX_MESSAGE_BYTES)
+    }
+
+    /// Same with a smaller line cap (tests).
+    pub fn with_limit(encoding: Encoding, offset: u64, max_line_bytes: usize) -> Self {
+        LineReader {
+            encoding,
+            pending: Vec::new(),
+            dropped: 0,
+            carry: None,
+            offset,
+            max_line_bytes,
+        }
+    }
+
+    /// The offset of the next byte to feed: where the next read starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The offset where the unfinished line starts: what a checkpoint may safely say.
+    pub fn line_start(&self) -> u64 {
+        self.offset - self.pending.len() as u64 - self.dropped - self.carry.map_or(0, |_| 1)
+    }
+
+    /// Whether an unfinished line is waiting for its ending.
+    pub fn has_partial(&self) -> bool {
+        !self.pending.is_empty() || self.dropped > 0 || self.carry.is_some()
+    }
+
+    /// Starts over at `offset` (the file was truncated), forgetting the unfinished line.
+    pub fn reset(&mut self, offset: u64) {
+        *self = Self::with_limit(self.encoding, offset, self.max_line_bytes);
+    }
+
+    /// Feeds the bytes read at [`offset`](Self::offset); complete lines go to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Line>) {
+        let unit = self.unit();
+        let joined;
+        let mut data = bytes;
+        if let Some(b) = self.carry.take() {
+            joined = [&[b][..], bytes].concat();
+            data = &joined;
+            self.offset -= 1;
+        }
+        while !data.is_empty() {
+            match find_newline(data, unit) {
+                Some(at) => {
+                    self.append(&data[..at]);
+                    self.offset += (at + unit) as u64;
+                    out.push(self.take_line(true));
+                    data = &data[at + unit..];
+                }
+                None => {
+                    let whole = data.len() - data.len() % unit;
+                    self.append(&data[..whole]);
+                    self.offset += data.len() as u64;
+                    if whole < data.len() {
+                        self.carry = Some(data[whole]);
+                    }
+                    data = &[];
+                }
+            }
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 64 * 1024 {
+            self.pending = Vec::new();
+        }
+    }
+
+    /// Ships the unfinished line as it is (the file went quiet without a last newline).
+    pub fn flush_partial(&mut self) -> Option<Line> {
+        if !self.has_partial() {
+            return None;
+        }
+        if let Some(b) = self.carry.take() {
+            self.append(&[b]);
+        }
+        Some(self.take_line(false))
+    }
+
+    fn unit(&self) -> usize {
+        match self.encoding {
+            Encoding::Utf16Le => 2,
+            Encoding::Utf8 | Encoding::Latin1 => 1,
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        let room = self.max_line_bytes.saturating_sub(self.pending.len());
+        let keep = bytes.len().min(room);
+        self.pending.extend_from_slice(&bytes[..keep]);
+        self.dropped += (bytes.len() - keep) as u64;
+    }
+
+    fn take_line(&mut self, ended: bool) -> Line {
+        let mut bytes = std::mem::take(&mut self.pending);
+        let unit = self.unit();
+        let cr: &[u8] = if unit == 2 { b"\r\0" } else { b"\r" };
+        if ended && self.dropped == 0 && bytes.ends_with(cr) {
+            bytes.truncate(bytes.len() - unit);
+        }
+        let dropped_bytes = std::mem::take(&mut self.dropped);
+        let (mut text, invalid) = decode(self.encoding, &bytes, dropped_bytes > 0);
+        if text.starts_with('\u{feff}') {
+            // A byte order mark (UTF-8 or UTF-16 files written by Windows tools).
+            text.drain(..'\u{feff}'.len_utf8());
+        }
+        Line {
+            text,
+            end_offset: self.offset,
+            dropped_bytes,
+            invalid,
+        }
+    }
+}
+
+/// The index of the first line ending (`\n`, or `\n\0` on a 2-byte boundary) in `data`.
+fn find_newline(data: &[u8], unit: usize) -> Option<usize> {
+    if unit == 1 {
+        return data.iter().position(|&b| b == b'\n');
+    }
+    data.chunks_exact(2)
+        .position(|c| c == b"\n\0")
+        .map(|i| i * 2)
+}
+
+/// Decodes one line; `cut` means the bytes end mid-line, so an incomplete last character is
+/// dropped rather than reported as invalid.
+fn decode(encoding: Encoding, bytes: &[u8], cut: bool) -> (String, bool) {
+    match encoding {
+        Encoding::Latin1 => (bytes.iter().map(|&b| char::from(b)).collect(), false),
+        Encoding::Utf16Le => {
+            let (text, had_errors) = encoding_rs::UTF_16LE.decode_without_bom_handling(bytes);
+            (text.into_owned(), had_errors)
+        }
+        Encoding::Utf8 => match std::str::from_utf8(bytes) {
+            Ok(text) => (text.to_owned(), false),
+            Err(e) if cut && e.error_len().is_none() => {
+                let valid = &bytes[..e.valid_up_to()];
+                (String::from_utf8_lossy(valid).into_owned(), false)
+            }
+            Err(_) => (String::from_utf8_lossy(bytes).into_owned(), true),
+        },
+    }
+}
+
+/// The message as shipped: `text` cut to [`MAX_MESSAGE_BYTES`] with a marker when bytes were
+/// dropped (`dropped` source bytes already, more if the text itself is too long). Returns
+/// whether it was truncated.
+pub fn finish_message(mut text: String, dropped: u64) -> (String, bool) {
+    if dropped == 0 && text.len() <= MAX_MESSAGE_BYTES {
+        return (text, false);
+    }
+    let cut = floor_char_boundary(&text, MAX_MESSAGE_BYTES - MARKER_RESERVE);
+    let total = dropped + (text.len() - cut) as u64;
+    text.truncate(cut);
+    text.push_str(&format!("…[truncated {total} bytes]"));
+    (text, true)
+}
+
+/// The largest char boundary of `text` at or below `at`.
+pub fn floor_char_boundary(text: &str, at: usize) -> usize {
+    if at >= text.len() {
+        return text.len();
+    }
+    (0..=at)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(reader: &mut LineReader, chunks: &[&[u8]]) -> Vec<Line> {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            reader.feed(chunk, &mut out);
+        }
+        out
+    }
+
+    fn texts(lines: &[Line]) -> Vec<(&str, u64)> {
+        lines
+            .iter()
+            .map(|l| (l.text.as_str(), l.end_offset))
+            .collect()
+    }
+
+    #[test]
+    fn splits_across_reads_including_a_split_crlf() {
+        let mut r = LineReader::new(Encoding::Utf8, 100);
+        let out = lines(&mut r, &[b"one\r", b"\ntw", b"o\nthree\r\n", b"four"]);
+        assert_eq!(texts(&out), [("one", 105), ("two", 109), ("three", 116)]);
+        assert!(r.has_partial());
+        assert_eq!(r.line_start(), 116);
+        assert_eq!(r.offset(), 120);
+        let last = r.flush_partial().unwrap();
+        assert_eq!((last.text.as_str(), last.end_offset), ("four", 120));
+        assert!(!r.has_partial());
+        assert_eq!(r.line_start(), 120);
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_lines() {
+        let data = b"a\r\nbb\n\nccc\r\nd\n";
+        let mut whole = LineReader::new(Encoding::Utf8, 0);
+        let expected = lines(&mut whole, &[data]);
+        assert_eq!(expected.len(), 5);
+        for i in 0..data.len() {
+            for j in i..data.len() {
+                let mut r = LineReader::new(Encoding::Utf8, 0);
+                let got = lines(&mut r, &[&data[..i], &data[i..j], &data[j..]]);
+                assert_eq!(got, expected, "split at {i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_flagged() {
+        let mut r = LineReader::new(Encoding::Utf8, 0);
+        let out = lines(&mut r, &[b"ok \xff\xfe x\n", "é\n".as_bytes()]);
+        assert_eq!(out[0].text, "ok \u{fffd}\u{fffd} x");
+        assert!(out[0].invalid);
+        assert_eq!(out[1].text, "é");
+        assert!(!out[1].invalid);
+    }
+
+    #[test]
+    fn a_3mb_line_is_capped_while_reading_and_marked() {
+        let mut r = LineReader::new(Encoding::Utf8, 0);
+        let mut out = Vec::new();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..48 {
+            r.feed(&chunk, &mut out);
+            assert!(r.pending.len() <= MAX_MESSAGE_BYTES);
+        }
+        r.feed(b"\nnext\n", &mut out);
+        assert_eq!(out.len(), 2);
+        let total = 48 * 64 * 1024;
+        assert_eq!(out[0].dropped_bytes, (total - MAX_MESSAGE_BYTES) as u64);
+        assert_eq!(out[0].end_offset, total as u64 + 1);
+        assert_eq!(out[1].text, "next");
+        let (message, truncated) =
+            finish_message(out.remove(0).text, (total - MAX_MESSAGE_BYTES) as u64);
+        assert!(truncated);
+        assert!(message.len() <= MAX_MESSAGE_BYTES);
+        let dropped = total - (MAX_MESSAGE_BYTES - MARKER_RESERVE);
+        assert!(
+            message.ends_with(&format!("…[truncated {dropped} bytes]")),
+            "{}",
+            &message[message.len() - 40..]
+        );
+    }
+
+    #[test]
+    fn a_cut_multibyte_character_is_not_invalid() {
+        let mut r = LineReader::with_limit(Encoding::Utf8, 0, 4);
+        let out = lines(&mut r, &["abcé\n".as_bytes()]);
+        assert_eq!(out[0].text, "abc");
+        assert!(!out[0].invalid);
+        assert_eq!(out[0].dropped_bytes, 1);
+    }
+
+    #[test]
+    fn utf16le_and_latin1() {
+        let mut bytes = Vec::new();
+        for unit in "héllo\r\nwörld\n".encode_utf16() {
+            bytes.extend_from_slice(&unit.to_le_bytes());
+        }
+        bytes.splice(0..0, [0xff, 0xfe]); // BOM
+        let mut r = LineReader::new(Encoding::Utf16Le, 0);
+        let (a, b) = bytes.split_at(9); // odd split: a UTF-16 unit across reads
+        let out = lines(&mut r, &[a, b]);
+        assert_eq!(texts(&out), [("héllo", 16), ("wörld", 28)]);
+        let mut r = LineReader::new(Encoding::Latin1, 0);
+        let out = lines(&mut r, &[b"caf\xe9\n"]);
+        assert_eq!(out[0].text, "café");
+    }
+
+    #[test]
+    fn short_messages_are_untouched() {
+        assert_eq!(finish_message("abc".into(), 0), ("abc".to_string(), false));
+        let (m, t) = finish_message("abc".into(), 5);
+        assert!(t);
+        assert_eq!(m, "abc…[truncated 5 bytes]");
+    }
+}
