@@ -59,7 +59,16 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         .and_then(|file| config::load(&RunArgs::default(), Some(file)));
     match loaded {
         Ok(config) => {
-            println!("{}: OK\n{config:#?}", path.display());
+            println!("{}: OK", path.display());
+            if let Some(xray) = &config.xray {
+                println!(
+                    "traces: segments on UDP {}, sampling proxy on TCP {}, {} calls in flight",
+                    xray.udp_address, xray.tcp_address, xray.concurrency
+                );
+            }
+            if config.logs.is_some() {
+                print!("{}", cloudtail::sources::file::describe(&config));
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -104,7 +113,8 @@ fn run(args: &RunArgs) -> ExitCode {
             match error {
                 RunError::Aws(AwsError::NoRegion { .. } | AwsError::BadProxy { .. })
                 | RunError::BadEndpoint { .. }
-                | RunError::Proxy(_) => ExitCode::from(2),
+                | RunError::Proxy(_)
+                | RunError::Files(_) => ExitCode::from(2),
                 RunError::Bind { .. } => ExitCode::FAILURE,
             }
         }

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,31 @@ impl Fingerprint {
         }
         Self::of(file).map(Some)
     }
+}
+
+/// The copy `copytruncate` made of the file `fingerprint` was taken of, among the files beside
+/// `path`: another inode that begins with the same head and holds at least `min_len` bytes.
+/// The most recently modified such file wins (the newest copy). `None` when there is none.
+pub fn find_copy(path: &Path, fingerprint: &Fingerprint, min_len: u64) -> Option<File> {
+    let dir = path.parent()?;
+    let mut best: Option<(std::time::SystemTime, File)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() || meta.len() < min_len || FileId::of(&meta) == fingerprint.id {
+            continue;
+        }
+        let Ok(file) = File::open(entry.path()) else {
+            continue;
+        };
+        let same_head = read_head(&file, fingerprint.head_len as usize).is_ok_and(|head| {
+            head.len() == fingerprint.head_len as usize && hash(&head) == fingerprint.head_hash
+        });
+        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        if same_head && best.as_ref().is_none_or(|(t, _)| modified > *t) {
+            best = Some((modified, file));
+        }
+    }
+    best.map(|(_, file)| file)
 }
 
 /// Up to `len` bytes from the start of `file`.

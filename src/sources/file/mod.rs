@@ -145,6 +145,40 @@ impl FileSource {
         self
     }
 
+    /// The groups whose retention must be set at start: every entry with `retention_days`
+    /// whose group name does not depend on the file (`{file_name}`, `{date}`). Groups that do
+    /// get theirs when the sink creates them.
+    pub fn startup_destinations(&self) -> Vec<Destination> {
+        let today = chrono::Utc::now().date_naive();
+        self.files
+            .iter()
+            .filter(|f| f.retention_days.is_some())
+            .filter(|f| {
+                !f.log_group.parts.iter().any(|p| {
+                    matches!(
+                        p,
+                        crate::config::NamePart::Placeholder(
+                            crate::config::Placeholder::FileName | crate::config::Placeholder::Date
+                        )
+                    )
+                })
+            })
+            .map(|f| Destination {
+                group: names::render(
+                    &f.log_group,
+                    NameKind::Group,
+                    &self.names,
+                    Path::new(""),
+                    today,
+                ),
+                stream: String::new(),
+                retention_days: f.retention_days,
+                group_class: f.group_class.map(|c| c.as_str().to_owned()),
+                emf: false,
+            })
+            .collect()
+    }
+
     /// The handle that writes checkpoints; keep it to call `flush_final` after the drain.
     pub fn checkpointer(&self) -> Checkpointer {
         self.checkpointer.clone()

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::filter::LineFilter;
-use super::fingerprint::{FileId, Fingerprint};
+use super::fingerprint::{find_copy, FileId, Fingerprint};
 use super::multiline::{Multiline, Pending, StartMatcher};
 use super::reader::{finish_message, Line, LineReader};
 use super::registry::{lock, Shared};
@@ -43,6 +43,8 @@ pub const READ_SLOTS: usize = 16;
 pub struct Timing {
     /// A tailer at the end of its file looks again after this long.
     pub idle_poll: Duration,
+    /// The same for a file that grew within the last `quiet` period.
+    pub active_poll: Duration,
     /// After this long without new bytes, an unfinished last line and a pending multi-line
     /// event are shipped, and a renamed or deleted file is let go.
     pub quiet: Duration,
@@ -58,6 +60,7 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             idle_poll: Duration::from_millis(250),
+            active_poll: Duration::from_millis(20),
             quiet: Duration::from_secs(1),
             check_every: Duration::from_secs(1),
             poll_every: Duration::from_secs(10),
@@ -199,11 +202,14 @@ impl Tail {
             }
             // Holding a read slot from the read until the chunk's events are queued bounds
             // the memory of tailers waiting for budget to `READ_SLOTS` chunks.
-            let has_data = self
-                .spec
-                .file
-                .metadata()
-                .map_or(true, |m| m.len() > self.reader.offset());
+            let size = self.spec.file.metadata().map(|m| m.len()).ok();
+            if size.is_some_and(|size| size != self.reader.offset() && self.rewritten(size)) {
+                if !self.read_copy(sender).await {
+                    return ExitReason::Stopped;
+                }
+                self.restart();
+            }
+            let has_data = size.is_none_or(|size| size > self.reader.offset());
             let _slot = if has_data {
                 tokio::select! {
                     _ = sender.token.cancelled() => return ExitReason::Stopped,
@@ -248,9 +254,16 @@ impl Tail {
                 }
             }
             if at_end {
+                // A file written to within the quiet period is polled fast: the sooner a
+                // copytruncate is seen, the less of it depends on finding the copy.
+                let pause = if last_data.elapsed() < timing.quiet {
+                    timing.active_poll
+                } else {
+                    timing.idle_poll
+                };
                 tokio::select! {
                     _ = sender.token.cancelled() => return ExitReason::Stopped,
-                    _ = tokio::time::sleep(timing.idle_poll) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         }
@@ -351,21 +364,62 @@ impl Tail {
         if meta.nlink() == 0 {
             return FileCheck::Deleted;
         }
-        if meta.len() < self.reader.offset() {
+        if meta.len() < self.reader.offset() || !self.head_unchanged() {
             return FileCheck::Truncated;
-        }
-        match self.fingerprint.widen(&self.spec.file) {
-            Ok(Some(wider)) if wider != self.fingerprint => {
-                self.fingerprint = wider;
-                lock(&self.spec.state).fingerprint = wider;
-            }
-            Ok(Some(_)) | Err(_) => {}
-            Ok(None) => return FileCheck::Truncated,
         }
         match std::fs::metadata(&self.spec.path) {
             Ok(m) if FileId::of(&m) == self.id => FileCheck::Same,
             _ => FileCheck::Moved,
         }
+    }
+
+    /// Whether the file still begins with the bytes it was fingerprinted by (widening the
+    /// fingerprint while the file is still shorter than its full head).
+    fn head_unchanged(&mut self) -> bool {
+        match self.fingerprint.widen(&self.spec.file) {
+            Ok(Some(wider)) if wider != self.fingerprint => {
+                self.fingerprint = wider;
+                lock(&self.spec.state).fingerprint = wider;
+                true
+            }
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => false,
+        }
+    }
+
+    /// Before new bytes are read: was the file truncated or rewritten since the last read?
+    /// Checked on every read, not only every `check_every`: with copytruncate the file can be
+    /// truncated and grow back past our offset between two polls, and reading on from the old
+    /// offset would skip the new head and later read the same bytes twice.
+    fn rewritten(&mut self, size: u64) -> bool {
+        size < self.reader.offset() || !self.head_unchanged()
+    }
+
+    /// Before starting over on a truncated file: `copytruncate` copied it first, so the bytes
+    /// between our offset and the truncation are in the copy beside it. Reading them from
+    /// there leaves only what was written between the copy and the truncation lost (the race
+    /// logrotate itself cannot close). `false`: stopped.
+    async fn read_copy(&mut self, sender: &Sender<'_>) -> bool {
+        let offset = self.reader.offset();
+        let Some(copy) = find_copy(&self.spec.path, &self.fingerprint, offset) else {
+            return true;
+        };
+        let copy = Arc::new(copy);
+        let mut recovered = 0u64;
+        loop {
+            let chunk = match read_at(&copy, self.reader.offset()).await {
+                Ok(chunk) if !chunk.is_empty() => chunk,
+                _ => break,
+            };
+            recovered += chunk.len() as u64;
+            if !self.feed(chunk, sender).await {
+                return false;
+            }
+        }
+        if recovered > 0 {
+            tracing::debug!(path = %self.spec.path.display(), bytes = recovered, "Read the end of a truncated log file from its copy.");
+        }
+        true
     }
 
     /// The file was truncated (copytruncate) or rewritten: read it again from 0 as a new

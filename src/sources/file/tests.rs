@@ -19,6 +19,7 @@ use crate::config::{load, ConfigFile};
 fn fast() -> Timing {
     Timing {
         idle_poll: Duration::from_millis(20),
+        active_poll: Duration::from_millis(10),
         quiet: Duration::from_millis(300),
         check_every: Duration::from_millis(50),
         poll_every: Duration::from_millis(200),
