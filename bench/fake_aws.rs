@@ -86,7 +86,9 @@ impl Operation {
     /// The answer to an accepted call.
     fn success(self) -> Response<Full<Bytes>> {
         match self {
-            Operation::PutTraceSegments => json(StatusCode::OK, r#"{"UnprocessedTraceSegments":[]}"#),
+            Operation::PutTraceSegments => {
+                json(StatusCode::OK, r#"{"UnprocessedTraceSegments":[]}"#)
+            }
             Operation::PutTelemetryRecords => json(StatusCode::OK, "{}"),
         }
     }
@@ -175,7 +177,10 @@ fn count_strings_in_array(body: &[u8], key: &[u8]) -> u64 {
     quoted.push(b'"');
     quoted.extend_from_slice(key);
     quoted.push(b'"');
-    let Some(at) = body.windows(quoted.len()).position(|w| w == quoted.as_slice()) else {
+    let Some(at) = body
+        .windows(quoted.len())
+        .position(|w| w == quoted.as_slice())
+    else {
         return 0;
     };
     let rest = &body[at + quoted.len()..];

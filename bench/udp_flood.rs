@@ -38,9 +38,7 @@ fn parse_options() -> Result<Options, String> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--to" => options.to = value.parse().map_err(|e| format!("--to: {e}"))?,
             "--count" => options.count = value.parse().map_err(|e| format!("--count: {e}"))?,
@@ -78,7 +76,8 @@ impl Template {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let seed = u64::from(now.subsec_nanos()) ^ (now.as_secs() << 32) ^ u64::from(std::process::id());
+        let seed =
+            u64::from(now.subsec_nanos()) ^ (now.as_secs() << 32) ^ u64::from(std::process::id());
         let epoch = now.as_secs();
         let start = now.as_secs_f64();
         let (s1, s2, s3) = (start + 0.002, start + 0.031, start + 0.060);

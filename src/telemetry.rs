@@ -21,6 +21,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod metrics;
+
+pub use metrics::{
+    emf_document, emf_dropped, metric_datums_dropped, statsd_lines, DropReason, EmfDropReason,
+    EmfResult,
+};
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -139,6 +146,8 @@ pub struct XrayCounters {
 pub struct Counters {
     /// Traces pipeline.
     pub xray: XrayCounters,
+    /// Metrics pipeline and its sources (EMF, StatsD, host).
+    pub metrics: metrics::MetricsCounters,
     /// Requests through the TCP sampling proxy.
     pub proxy_requests: Counter,
     /// Proxy requests whose upstream call failed.
@@ -158,6 +167,7 @@ pub static COUNTERS: Counters = Counters {
         rejected: [const { Counter::new() }; 8],
         backend: [const { Counter::new() }; 6],
     },
+    metrics: metrics::MetricsCounters::new(),
     proxy_requests: Counter::new(),
     proxy_errors: Counter::new(),
 };
@@ -281,13 +291,20 @@ pub fn render_prometheus(gauges: &[(&'static str, f64)]) -> String {
         "Failed AWS calls, by kind.",
         &backend,
     );
+    metrics::render(&mut out);
     for (name, value) in gauges {
         write_metric(&mut out, name, "", "gauge", &[("", *value)]);
     }
     out
 }
 
-fn write_metric(out: &mut String, name: &str, help: &str, kind: &str, values: &[(&str, f64)]) {
+pub(crate) fn write_metric(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    values: &[(&str, f64)],
+) {
     if !help.is_empty() {
         let _ = writeln!(out, "# HELP {name} {help}");
     }
@@ -301,7 +318,7 @@ fn write_metric(out: &mut String, name: &str, help: &str, kind: &str, values: &[
     }
 }
 
-fn write_labeled(out: &mut String, name: &str, help: &str, values: &[(String, f64)]) {
+pub(crate) fn write_labeled(out: &mut String, name: &str, help: &str, values: &[(String, f64)]) {
     let borrowed: Vec<(&str, f64)> = values.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     write_metric(out, name, help, "counter", &borrowed);
 }

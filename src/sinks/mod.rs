@@ -3,4 +3,5 @@
 //! counts what was delivered, rejected or given up.
 
 pub mod classify;
+pub mod cloudwatch_metrics;
 pub mod xray;

@@ -56,7 +56,12 @@ impl LogsHarness {
         let path = self.dir.path().join("cloudtail.toml");
         std::fs::write(&path, self.config(telemetry, files)).expect("write config");
         let mut agent = Agent::builder()
-            .args(["--config", path.to_str().expect("utf-8 path"), "-l", "debug"])
+            .args([
+                "--config",
+                path.to_str().expect("utf-8 path"),
+                "-l",
+                "debug",
+            ])
             .telemetry_addr(local(telemetry))
             .start();
         agent.ready();
@@ -92,7 +97,10 @@ pub async fn log_events(endpoint: &str, group: &str, stream: &str) -> Vec<(i64, 
         };
         let before = events.len();
         for e in page.events() {
-            events.push((e.timestamp().unwrap_or(0), e.message().unwrap_or("").to_string()));
+            events.push((
+                e.timestamp().unwrap_or(0),
+                e.message().unwrap_or("").to_string(),
+            ));
         }
         let next = page.next_forward_token().map(String::from);
         if events.len() == before || next.is_none() || next == token {
