@@ -239,7 +239,7 @@ async fn handle(
     }
     let s = &stats.operations[operation.index()];
     let call = s.calls.fetch_add(1, Ordering::Relaxed) + 1;
-    if options.throttle_every > 0 && call % options.throttle_every == 0 {
+    if options.throttle_every > 0 && call.is_multiple_of(options.throttle_every) {
         s.throttled.fetch_add(1, Ordering::Relaxed);
         return Ok(operation.throttled());
     }
