@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
 use super::layer::{check, Layer};
+use super::metrics::{EmfSection, HostMetricsSection, StatsdSection};
 use super::validate;
 use super::{
     ConfigError, DEFAULT_BATCH_MAX_DOCUMENTS, DEFAULT_CONCURRENCY, DEFAULT_FLUSH_INTERVAL,
@@ -37,6 +38,15 @@ pub struct RawConfig {
     /// `[agent]`: logging, the telemetry server, shutdown.
     #[serde(default)]
     pub agent: AgentSection,
+    /// `[emf]`: Embedded Metric Format over TCP and UDP. Absent: no EMF listener.
+    #[serde(default)]
+    pub emf: Option<EmfSection>,
+    /// `[statsd]`: StatsD over UDP. Absent: no StatsD listener.
+    #[serde(default)]
+    pub statsd: Option<StatsdSection>,
+    /// `[host_metrics]`: host CPU, memory, disk, network and cgroup metrics. Absent: none.
+    #[serde(default)]
+    pub host_metrics: Option<HostMetricsSection>,
 }
 
 /// `[aws]`. Every key unset by default means "let the AWS SDK's standard chain decide"
@@ -283,6 +293,17 @@ impl RawConfig {
             xray.fill(&mut layer)?;
         }
         self.agent.fill(&mut layer)?;
+        layer.emf = self.emf.as_ref().map(EmfSection::resolve).transpose()?;
+        layer.statsd = self
+            .statsd
+            .as_ref()
+            .map(StatsdSection::resolve)
+            .transpose()?;
+        layer.host_metrics = self
+            .host_metrics
+            .as_ref()
+            .map(HostMetricsSection::resolve)
+            .transpose()?;
         Ok(layer)
     }
 }
@@ -445,11 +466,14 @@ mod tests {
         );
     }
 
-    /// The reference with every `# key = value` line uncommented.
+    /// The reference with every `# key = value` and `# [table]` line uncommented.
     fn uncommented(text: &str) -> String {
         let is_key = |rest: &str| {
-            rest.split_once(" = ")
-                .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            let table = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
+            let key = rest.split_once(" = ").map(|(k, _)| k).or(table);
+            key.is_some_and(|k| {
+                !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            })
         };
         text.lines()
             .map(|line| match line.strip_prefix("# ") {
@@ -478,7 +502,32 @@ mod tests {
         };
         let mut tables: Vec<&str> = table.keys().map(|k| k.as_str()).collect();
         tables.sort_unstable();
-        assert_eq!(tables, ["agent", "aws", "buffer", "xray"]);
+        assert_eq!(
+            tables,
+            [
+                "agent",
+                "aws",
+                "buffer",
+                "emf",
+                "host_metrics",
+                "statsd",
+                "xray"
+            ]
+        );
+        let emf = [
+            "log_group",
+            "log_stream",
+            "mode",
+            "tcp_address",
+            "udp_address",
+        ];
+        assert_eq!(keys("emf"), emf);
+        assert_eq!(
+            keys("statsd"),
+            ["address", "aggregation_interval", "namespace"]
+        );
+        let host = ["append_dimensions", "collect", "interval", "namespace"];
+        assert_eq!(keys("host_metrics"), host);
         let aws = [
             "endpoint",
             "local_mode",
@@ -518,6 +567,47 @@ mod tests {
                 ..AgentSection::default()
             }
         );
+    }
+
+    #[test]
+    fn the_reference_metrics_tables_show_the_defaults() {
+        let raw = parse(Path::new("cloudtail.toml"), &uncommented(REFERENCE)).unwrap();
+        assert_eq!(raw.emf, Some(EmfSection::default()));
+        assert_eq!(raw.statsd, Some(StatsdSection::default()));
+        let host = raw.host_metrics.unwrap();
+        assert_eq!(
+            host,
+            HostMetricsSection {
+                append_dimensions: [("InstanceId".into(), "{instance_id}".into())].into(),
+                ..HostMetricsSection::default()
+            }
+        );
+        // Commented out, the tables are off.
+        let plain = parse(Path::new("cloudtail.toml"), REFERENCE).unwrap();
+        assert_eq!(
+            (plain.emf, plain.statsd, plain.host_metrics),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn metrics_tables_turn_their_sources_on() {
+        let text = "[emf]\nmode = \"metrics\"\n[statsd]\n[host_metrics]\ncollect = [\"cpu\"]\n";
+        let layer = parse(Path::new("ct.toml"), text)
+            .unwrap()
+            .to_layer()
+            .unwrap();
+        let emf = layer.emf.unwrap();
+        assert_eq!(emf.mode, crate::config::EmfMode::Metrics);
+        assert_eq!(layer.statsd.unwrap().namespace, "StatsD");
+        let host = layer.host_metrics.unwrap();
+        assert_eq!(host.collect, [crate::config::HostCollector::Cpu]);
+        let e = err("[emf]\nmode = \"both\"\n");
+        assert!(e.contains("`emf.mode` = \"both\""), "{e}");
+        let e = err("[statsd]\nadress = \"x\"\n");
+        assert!(e.contains("key `statsd.adress`"), "{e}");
+        let e = err("[host_metrics]\ninterval = \"0s\"\n");
+        assert!(e.contains("`host_metrics.interval`"), "{e}");
     }
 
     fn reference_log_file() -> Option<PathBuf> {

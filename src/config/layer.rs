@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{validate, AgentConfig, AwsConfig, BufferConfig, Config, ConfigError, XrayConfig};
+use super::{EmfConfig, HostMetricsConfig, StatsdConfig};
 use super::{LogLevel, DEFAULT_BATCH_MAX_DOCUMENTS, DEFAULT_CONCURRENCY, DEFAULT_FLUSH_INTERVAL};
 use super::{DEFAULT_LOG_LEVEL, DEFAULT_RECEIVE_BUFFER_BYTES, DEFAULT_RETRY_MAX_DURATION};
 use super::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TELEMETRY_ADDRESS, DEFAULT_XRAY_ADDRESS};
@@ -41,6 +42,12 @@ pub(crate) struct Layer {
     pub log_level: Option<LogLevel>,
     pub log_file: Option<PathBuf>,
     pub shutdown_timeout: Option<Duration>,
+    /// `[emf]`, from the TOML file only.
+    pub emf: Option<EmfConfig>,
+    /// `[statsd]`, from the TOML file only.
+    pub statsd: Option<StatsdConfig>,
+    /// `[host_metrics]`, from the TOML file only.
+    pub host_metrics: Option<HostMetricsConfig>,
 }
 
 impl Layer {
@@ -96,6 +103,9 @@ impl Layer {
             log_level: self.log_level.or(base.log_level),
             log_file: self.log_file.or(base.log_file),
             shutdown_timeout: self.shutdown_timeout.or(base.shutdown_timeout),
+            emf: self.emf.or(base.emf),
+            statsd: self.statsd.or(base.statsd),
+            host_metrics: self.host_metrics.or(base.host_metrics),
         }
     }
 
@@ -124,6 +134,9 @@ impl Layer {
                 log_file: self.log_file,
                 shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
             },
+            emf: self.emf,
+            statsd: self.statsd,
+            host_metrics: self.host_metrics,
         }
     }
 

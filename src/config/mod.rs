@@ -15,11 +15,13 @@ use crate::cli::RunArgs;
 mod error;
 pub mod file;
 mod layer;
+pub mod metrics;
 mod validate;
 pub mod xray_yaml;
 
 pub use error::ConfigError;
 use layer::Layer;
+pub use metrics::{EmfConfig, EmfMode, HostCollector, HostMetricsConfig, StatsdConfig};
 
 /// Where the X-Ray role listens by default, UDP and TCP: 127.0.0.1:2000, as the daemon.
 pub const DEFAULT_XRAY_ADDRESS: SocketAddr =
@@ -53,6 +55,12 @@ pub struct Config {
     pub xray: Option<XrayConfig>,
     /// Process-wide settings: logging, telemetry server, shutdown.
     pub agent: AgentConfig,
+    /// `[emf]`: Embedded Metric Format over TCP/UDP; `None` when the table is absent.
+    pub emf: Option<EmfConfig>,
+    /// `[statsd]`: StatsD over UDP; `None` when the table is absent.
+    pub statsd: Option<StatsdConfig>,
+    /// `[host_metrics]`: CPU, memory, disk, network, cgroup; `None` when the table is absent.
+    pub host_metrics: Option<HostMetricsConfig>,
 }
 
 /// Where and how to reach AWS. `None` means "let the SDK's standard chain decide".
@@ -275,6 +283,9 @@ mod tests {
                 log_file: None,
                 shutdown_timeout: Duration::from_secs(10),
             },
+            emf: None,
+            statsd: None,
+            host_metrics: None,
         }
     }
 
