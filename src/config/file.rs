@@ -590,26 +590,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn metrics_tables_turn_their_sources_on() {
-        let text = "[emf]\nmode = \"metrics\"\n[statsd]\n[host_metrics]\ncollect = [\"cpu\"]\n";
-        let layer = parse(Path::new("ct.toml"), text)
-            .unwrap()
-            .to_layer()
-            .unwrap();
-        let emf = layer.emf.unwrap();
-        assert_eq!(emf.mode, crate::config::EmfMode::Metrics);
-        assert_eq!(layer.statsd.unwrap().namespace, "StatsD");
-        let host = layer.host_metrics.unwrap();
-        assert_eq!(host.collect, [crate::config::HostCollector::Cpu]);
-        let e = err("[emf]\nmode = \"both\"\n");
-        assert!(e.contains("`emf.mode` = \"both\""), "{e}");
-        let e = err("[statsd]\nadress = \"x\"\n");
-        assert!(e.contains("key `statsd.adress`"), "{e}");
-        let e = err("[host_metrics]\ninterval = \"0s\"\n");
-        assert!(e.contains("`host_metrics.interval`"), "{e}");
-    }
-
     fn reference_log_file() -> Option<PathBuf> {
         Some(PathBuf::from("/var/log/cloudtail.log"))
     }

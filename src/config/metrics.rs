@@ -458,4 +458,31 @@ mod tests {
         let host = host.resolve().expect("valid");
         assert_eq!(host.collect, [HostCollector::Net, HostCollector::Cpu]);
     }
+    fn toml_err(text: &str) -> String {
+        let parsed = super::super::file::parse(std::path::Path::new("ct.toml"), text);
+        match parsed.and_then(|raw| raw.to_layer()) {
+            Ok(_) => panic!("{text:?} should fail"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn metrics_tables_turn_their_sources_on() {
+        let text = "[emf]\nmode = \"metrics\"\n[statsd]\n[host_metrics]\ncollect = [\"cpu\"]\n";
+        let layer = super::super::file::parse(std::path::Path::new("ct.toml"), text)
+            .unwrap()
+            .to_layer()
+            .unwrap();
+        let emf = layer.emf.unwrap();
+        assert_eq!(emf.mode, crate::config::EmfMode::Metrics);
+        assert_eq!(layer.statsd.unwrap().namespace, "StatsD");
+        let host = layer.host_metrics.unwrap();
+        assert_eq!(host.collect, [crate::config::HostCollector::Cpu]);
+        let e = toml_err("[emf]\nmode = \"both\"\n");
+        assert!(e.contains("`emf.mode` = \"both\""), "{e}");
+        let e = toml_err("[statsd]\nadress = \"x\"\n");
+        assert!(e.contains("key `statsd.adress`"), "{e}");
+        let e = toml_err("[host_metrics]\ninterval = \"0s\"\n");
+        assert!(e.contains("`host_metrics.interval`"), "{e}");
+    }
 }

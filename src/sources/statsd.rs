@@ -164,4 +164,69 @@ mod tests {
         assert_eq!(values, vec![single(5.0), single(2.0)]);
         assert!(COUNTERS.metrics.statsd_lines(false).get() >= before.max(1));
     }
+
+    /// Lines per second through the real socket path (recvmmsg, UTF-8 check, parse,
+    /// aggregate) on a current-thread runtime, i.e. one core:
+    /// `cargo test --release --lib statsd_socket_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn statsd_socket_throughput() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let socket = runtime.block_on(async {
+            crate::sources::udp::bind("127.0.0.1:0".parse().expect("addr"), 32 << 20).expect("bind")
+        });
+        let address = socket.local_addr().expect("addr");
+        let mut datagram = String::new();
+        for i in 0..60 {
+            datagram.push_str(&format!("app.req.{}:1|c|#env:prod,svc:api\n", i % 40));
+        }
+        let datagrams = 200_000u64;
+        let lines = datagrams * 60;
+        let (tx, rx) = mpsc::channel(100_000);
+        let token = CancellationToken::new();
+        let settings = StatsdSettings {
+            namespace: Arc::from("StatsD"),
+            aggregation_interval: Duration::from_secs(3600),
+        };
+        let ok_before = COUNTERS.metrics.statsd_lines(true).get();
+        let sender = std::thread::spawn(move || {
+            let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
+            let started = std::time::Instant::now();
+            for _ in 0..datagrams {
+                let _ = client.send_to(datagram.as_bytes(), address);
+            }
+            started.elapsed()
+        });
+        let started = std::time::Instant::now();
+        let stopper = token.clone();
+        runtime.block_on(async move {
+            let source = tokio::spawn(run(socket, settings, tx, token));
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let now = COUNTERS.metrics.statsd_lines(true).get() - ok_before;
+                if now == last && now > 0 {
+                    break;
+                }
+                last = now;
+            }
+            stopper.cancel();
+            let _ = source.await;
+            drop(rx);
+        });
+        let send_time = sender.join().expect("sender");
+        let received = COUNTERS.metrics.statsd_lines(true).get() - ok_before;
+        let elapsed = started.elapsed().as_secs_f64() - 0.2;
+        println!(
+            "sent {lines} lines in {:.2}s; aggregated {received} ({:.1}%) in {elapsed:.2}s: \
+             {:.2} M lines/s; kernel drops {}",
+            send_time.as_secs_f64(),
+            received as f64 * 100.0 / lines as f64,
+            received as f64 / elapsed / 1e6,
+            COUNTERS.metrics.statsd_kernel_drops.get()
+        );
+    }
 }
