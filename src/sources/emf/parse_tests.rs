@@ -209,3 +209,18 @@ fn each_rule_has_its_reason() {
     doc["_aws"]["CloudWatchMetrics"] = json!({});
     assert_eq!(invalid(&doc), Invalid::Shape("_aws.CloudWatchMetrics"));
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_are_classified_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+        let _ = parse(&bytes);
+    }
+
+    #[test]
+    fn mangled_documents_are_classified_without_panicking(cut in 0usize..300, junk in "[\\[\\]{}\",:0-9a-zNaI]{0,5}") {
+        let text = document(3, 2).to_string();
+        let cut = cut.min(text.len());
+        let mangled = format!("{}{junk}{}", &text[..cut], &text[cut..]);
+        let _ = parse(mangled.as_bytes());
+    }
+}

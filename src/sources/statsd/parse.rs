@@ -219,4 +219,28 @@ mod tests {
             assert_eq!(parse_line(line), Err(reason), "{line:?}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(line in "\\PC{0,60}") {
+            let mut agg = crate::sources::statsd::aggregate::Aggregator::new();
+            if let Ok(parsed) = parse_line(&line) {
+                proptest::prop_assert!(!parsed.name.is_empty());
+                proptest::prop_assert!(parsed.rate > 0.0 && parsed.rate <= 1.0);
+                proptest::prop_assert!(agg.add(&parsed).is_ok());
+            }
+        }
+
+        #[test]
+        fn well_formed_lines_always_parse(
+            name in "[a-z][a-z0-9_.]{0,20}",
+            value in -1e9f64..1e9,
+            kind in proptest::sample::select(vec!["c", "g", "ms", "h", "d"]),
+            rate in 0.01f64..=1.0,
+        ) {
+            let line = format!("{name}:{value}|{kind}|@{rate}|#env:prod");
+            let parsed = parse_line(&line);
+            proptest::prop_assert!(parsed.is_ok(), "{line}: {parsed:?}");
+        }
+    }
 }
