@@ -8,6 +8,7 @@
 mod support;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
@@ -26,6 +27,7 @@ use serde_json::json;
 use support::{now_secs, Moto};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const CONFIG: &str = r#"
@@ -85,9 +87,18 @@ async fn sum(moto: &Moto, namespace: &str, name: &str, dims: &[(&str, &str)]) ->
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emf_statsd_and_host_metrics_reach_cloudwatch_and_flush_on_shutdown() {
-    let moto = Moto::start();
+/// The metrics side running: sources on their token, one pipeline, one sink.
+struct Wired {
+    emf_tcp: SocketAddr,
+    emf_udp: SocketAddr,
+    statsd: SocketAddr,
+    sources: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    pipeline: JoinHandle<()>,
+}
+
+/// Loads `CONFIG` and starts every source, the pipeline and the sink, as the agent does.
+async fn start(moto: &Moto) -> Wired {
     let file = ConfigFile::Toml {
         path: "cloudtail.toml".into(),
         text: CONFIG.into(),
@@ -108,7 +119,7 @@ async fn emf_statsd_and_host_metrics_reach_cloudwatch_and_flush_on_shutdown() {
     let sources = CancellationToken::new();
     let abort = CancellationToken::new();
     let (metric_tx, metric_rx) = mpsc::channel(4096);
-    let sink = CloudWatchMetricsSink::new(client(&moto), abort.clone());
+    let sink = CloudWatchMetricsSink::new(client(moto), abort.clone());
     let pipeline = tokio::spawn(metrics::run(
         metric_rx,
         sink,
@@ -127,38 +138,67 @@ async fn emf_statsd_and_host_metrics_reach_cloudwatch_and_flush_on_shutdown() {
         logs: None,
         metrics: Some(metric_tx.clone()),
     };
-    let tcp_task = tokio::spawn(emf::run_tcp(
-        listener,
-        emf_settings.clone(),
-        budget.clone(),
-        outputs.clone(),
-        sources.child_token(),
-    ));
-    let udp_task = tokio::spawn(emf::run_udp(
-        emf_socket,
-        emf_settings,
-        budget.clone(),
-        outputs,
-        sources.child_token(),
-    ));
+    let mut tasks = vec![
+        tokio::spawn(emf::run_tcp(
+            listener,
+            emf_settings.clone(),
+            budget.clone(),
+            outputs.clone(),
+            sources.child_token(),
+        )),
+        tokio::spawn(emf::run_udp(
+            emf_socket,
+            emf_settings,
+            budget.clone(),
+            outputs,
+            sources.child_token(),
+        )),
+    ];
 
     // StatsD and host metrics.
     let statsd_socket = udp::bind(statsd_config.address, 1 << 20).expect("bind");
-    let statsd_address = statsd_socket.local_addr().expect("addr");
-    let statsd_task = tokio::spawn(statsd::run(
+    let statsd = statsd_socket.local_addr().expect("addr");
+    tasks.push(tokio::spawn(statsd::run(
         statsd_socket,
         StatsdSettings::from_config(&statsd_config),
         metric_tx.clone(),
         sources.child_token(),
-    ));
-    let host_task = tokio::spawn(host::run(
+    )));
+    tasks.push(tokio::spawn(host::run(
         HostSettings::from_config(&host_config, &placeholders),
-        metric_tx.clone(),
+        metric_tx,
         sources.child_token(),
-    ));
-    drop(metric_tx);
+    )));
+    Wired {
+        emf_tcp,
+        emf_udp,
+        statsd,
+        sources,
+        tasks,
+        pipeline,
+    }
+}
 
-    // Clients.
+/// Shutdown as `shutdown.rs` orders it: sources first; the pipeline flushes when the last
+/// sender is gone.
+async fn stop(wired: Wired) {
+    wired.sources.cancel();
+    for task in wired.tasks {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("source stops on its token")
+            .expect("source task");
+    }
+    tokio::time::timeout(Duration::from_secs(30), wired.pipeline)
+        .await
+        .expect("pipeline flushes")
+        .expect("pipeline task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emf_statsd_and_host_metrics_reach_cloudwatch_and_flush_on_shutdown() {
+    let moto = Moto::start();
+    let wired = start(&moto).await;
     let document = |value: f64| {
         json!({
             "Service": "checkout",
@@ -174,32 +214,20 @@ async fn emf_statsd_and_host_metrics_reach_cloudwatch_and_flush_on_shutdown() {
         })
         .to_string()
     };
-    let mut tcp = std::net::TcpStream::connect(emf_tcp).expect("connect");
+    let mut tcp = std::net::TcpStream::connect(wired.emf_tcp).expect("connect");
     writeln!(tcp, "{}\n{}", document(10.0), document(20.0)).expect("write");
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
     sender
-        .send_to(document(30.0).as_bytes(), emf_udp)
+        .send_to(document(30.0).as_bytes(), wired.emf_udp)
         .expect("send");
     sender
         .send_to(
             b"orders:1|c|#shop:eu\norders:2|c|#shop:eu\nbad line",
-            statsd_address,
+            wired.statsd,
         )
         .expect("send");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-
-    // Shutdown: sources first; the pipeline flushes when the last sender is gone.
-    sources.cancel();
-    for task in [tcp_task, udp_task, statsd_task, host_task] {
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .expect("source stops on its token")
-            .expect("source task");
-    }
-    tokio::time::timeout(Duration::from_secs(30), pipeline)
-        .await
-        .expect("pipeline flushes")
-        .expect("pipeline task");
+    stop(wired).await;
 
     let emf = sum(&moto, "Wiring/EMF", "Latency", &[("Service", "checkout")]).await;
     assert_eq!(emf, (60.0, 3.0), "two TCP lines and one datagram");
@@ -213,4 +241,52 @@ async fn emf_statsd_and_host_metrics_reach_cloudwatch_and_flush_on_shutdown() {
     )
     .await;
     assert!(host.1 >= 1.0, "host memory measured: {host:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_emf_and_statsd_clients_are_understood() {
+    let moto = Moto::start();
+    let wired = start(&moto).await;
+    let (emf, statsd) = (wired.emf_tcp.to_string(), wired.statsd.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        support::run_python(
+            "metrics_emit.py",
+            &["--emf", &emf, "--statsd", &statsd],
+            &[],
+        )
+    })
+    .await
+    .expect("python");
+    assert!(
+        out.status.success(),
+        "metrics_emit.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop(wired).await;
+
+    let real = [("Service", "real")];
+    assert_eq!(sum(&moto, "Real/EMF", "Latency", &real).await, (60.0, 3.0));
+    assert_eq!(sum(&moto, "Real/EMF", "Payload", &real).await, (5.0, 3.0));
+    let ns = "Wiring/StatsD";
+    assert_eq!(
+        sum(&moto, ns, "orders", &[]).await,
+        (4.0, 1.0),
+        "counter summed"
+    );
+    assert_eq!(
+        sum(&moto, ns, "lat", &[]).await,
+        (24.0, 2.0),
+        "timer values and counts"
+    );
+    assert_eq!(
+        sum(&moto, ns, "temp", &[]).await,
+        (7.0, 1.0),
+        "gauge moved by +2"
+    );
+    assert_eq!(
+        sum(&moto, ns, "users", &[]).await,
+        (2.0, 1.0),
+        "two distinct members"
+    );
 }

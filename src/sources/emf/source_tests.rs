@@ -194,3 +194,41 @@ fn invalid_emf_is_shipped_as_a_plain_log() {
     }
     assert!(matches!(router.route(b"   "), Item::Nothing));
 }
+
+/// Documents per second through one TCP connection in logs mode (framing, JSON check,
+/// budget, channel): `cargo test --release --lib emf_tcp_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn emf_tcp_throughput() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut run = start_tcp(EmfMode::Logs, Budget::new(64 << 20), MAX_DOCUMENT_BYTES).await;
+        let documents = 200_000usize;
+        let address = run.address;
+        let writer = std::thread::spawn(move || {
+            let mut client = std::net::TcpStream::connect(address).expect("connect");
+            let chunk = BASIC.repeat(100);
+            for _ in 0..documents / 100 {
+                client.write_all(chunk.as_bytes()).expect("write");
+            }
+            client
+        });
+        let started = std::time::Instant::now();
+        for _ in 0..documents {
+            drop(recv(&mut run.logs).await);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let _client = writer.join().expect("writer");
+        println!(
+            "{documents} EMF documents ({} bytes each) in {secs:.2}s: {:.0} documents/s, {:.0} MB/s",
+            BASIC.len(),
+            documents as f64 / secs,
+            (documents * BASIC.len()) as f64 / secs / 1e6
+        );
+        run.token.cancel();
+    });
+}
