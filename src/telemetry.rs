@@ -379,6 +379,7 @@ async fn respond(
 /// Logs one summary line a minute at info, instead of a line per batch.
 pub async fn log_summaries(every: Duration, token: CancellationToken) {
     let mut last = Snapshot::take();
+    let mut last_metrics = metrics::MetricsSnapshot::take();
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
@@ -398,6 +399,9 @@ pub async fn log_summaries(every: Duration, token: CancellationToken) {
             );
         }
         last = now;
+        let metrics_now = metrics::MetricsSnapshot::take();
+        metrics_now.log_since(&last_metrics);
+        last_metrics = metrics_now;
     }
 }
 

@@ -239,6 +239,45 @@ pub fn metric_datums_dropped(reason: DropReason, count: u64) {
     }
 }
 
+/// The metrics counters at one moment, for the summary line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsSnapshot {
+    /// EMF-port lines, every result.
+    pub emf_lines: u64,
+    /// StatsD lines, ok and malformed.
+    pub statsd_lines: u64,
+    /// Datums CloudWatch accepted.
+    pub datums_sent: u64,
+    /// Datums dropped, every reason.
+    pub datums_dropped: u64,
+}
+
+impl MetricsSnapshot {
+    /// Reads the counters now.
+    pub fn take() -> Self {
+        let m = counters();
+        MetricsSnapshot {
+            emf_lines: m.emf_documents.iter().map(Counter::get).sum(),
+            statsd_lines: m.statsd_ok.get() + m.statsd_malformed.get(),
+            datums_sent: m.datums_sent.get(),
+            datums_dropped: m.datums_dropped.iter().map(Counter::get).sum(),
+        }
+    }
+
+    /// Logs the change since `last` at info, if there was any.
+    pub fn log_since(&self, last: &MetricsSnapshot) {
+        if self != last {
+            tracing::info!(
+                emf_lines = self.emf_lines - last.emf_lines,
+                statsd_lines = self.statsd_lines - last.statsd_lines,
+                datums_sent = self.datums_sent - last.datums_sent,
+                datums_dropped = self.datums_dropped - last.datums_dropped,
+                "Metrics in the last interval."
+            );
+        }
+    }
+}
+
 /// Appends the metrics counters to a Prometheus text exposition.
 pub(super) fn render(out: &mut String) {
     let m = counters();

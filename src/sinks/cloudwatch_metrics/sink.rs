@@ -96,6 +96,7 @@ impl Sink<MetricDatum> for CloudWatchMetricsSink {
         let mut attempt = 0;
         loop {
             let result = tokio::select! {
+                biased;
                 _ = self.abort.cancelled() => {
                     return give_up(count, "shutdown deadline passed");
                 }
@@ -105,7 +106,8 @@ impl Sink<MetricDatum> for CloudWatchMetricsSink {
                 Ok(()) => return COUNTERS.metrics.datums_sent.add(count),
                 Err(verdict) => verdict,
             };
-            telemetry::backend_error(verdict.kind);
+            // Not `telemetry::backend_error`: those counters feed X-Ray's telemetry records,
+            // which describe the X-Ray backend only.
             if verdict.retry == Retry::No {
                 tracing::warn!(
                     namespace,
