@@ -229,3 +229,34 @@ async fn throttling_and_server_errors_are_retried() {
     let (sum, count, ..) = statistics(&moto, "Cloudtail/Retry", "Latency").await;
     assert_eq!((sum, count), (5.0, 1.0));
 }
+
+#[tokio::test]
+async fn calls_full_of_values_stay_under_one_megabyte() {
+    let moto = Moto::start();
+    // 600 series with 150 distinct values each: the byte limit, not the count, cuts the calls.
+    let datums = (0..600)
+        .map(|i| {
+            let values: Vec<f64> = (0..150).map(|v| f64::from(v) + 0.5).collect();
+            let counts = vec![1.0; values.len()];
+            datum(
+                "Cloudtail/Bytes",
+                &format!("histogram-{i:04}"),
+                MetricValue::Values { values, counts },
+            )
+        })
+        .collect();
+    ship(&moto, datums).await;
+    let puts = moto.requests_for("PutMetricData");
+    let mut total = 0;
+    for put in &puts {
+        let datums = put["body"]["MetricData"].as_array().map_or(0, Vec::len);
+        let bytes = put["body_bytes"].as_u64().unwrap_or(u64::MAX);
+        let encoding = put["headers"]["Content-Encoding"].clone();
+        println!("{datums} datums in {bytes} bytes (encoding {encoding})");
+        assert_eq!(put["status"], 200);
+        assert!(bytes < 1_048_576, "{bytes}");
+        total += datums;
+    }
+    assert_eq!(total, 600);
+    assert!(puts.len() >= 2, "the byte limit cut the calls");
+}
