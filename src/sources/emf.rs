@@ -211,13 +211,14 @@ pub async fn run_tcp(
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let mut connections = JoinSet::new();
     loop {
+        // Finished connections are reaped here, so the set holds live ones only.
+        while connections.try_join_next().is_some() {}
         let slot = tokio::select! {
             _ = token.cancelled() => break,
             slot = Arc::clone(&slots).acquire_owned() => match slot {
                 Ok(slot) => slot,
                 Err(_) => break,
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let accepted = tokio::select! {
             _ = token.cancelled() => break,
