@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod metadata;
 pub mod pipeline;
+pub mod placeholders;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;

@@ -28,6 +28,13 @@ pub use logs::{
     logs_retry, logs_sent, logs_stream_created, LogsCounters, LogsRejectReason, LOGS_WARN_EVERY,
 };
 
+pub mod metrics;
+
+pub use metrics::{
+    emf_document, emf_dropped, metric_datums_dropped, statsd_lines, DropReason, EmfDropReason,
+    EmfResult,
+};
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -192,6 +199,8 @@ pub struct Counters {
     pub logs: LogsCounters,
     /// The file source.
     pub file_source: FileSourceCounters,
+    /// Metrics pipeline and its sources (EMF, StatsD, host).
+    pub metrics: metrics::MetricsCounters,
 }
 
 /// The process's counters.
@@ -216,6 +225,7 @@ pub static COUNTERS: Counters = Counters {
         timestamp_unparsed: Counter::new(),
         files_watched: Gauge::new(),
     },
+    metrics: metrics::MetricsCounters::new(),
 };
 
 impl XrayCounters {
@@ -346,6 +356,7 @@ pub fn render_prometheus(gauges: &[Reading]) -> String {
         "Failed AWS calls, by kind.",
         &backend,
     );
+    metrics::render(&mut out);
     for (name, kind, value) in gauges {
         write_metric(&mut out, name, "", kind, &[("", *value)]);
     }
@@ -475,6 +486,7 @@ async fn respond(
 /// Logs one summary line a minute at info, instead of a line per batch.
 pub async fn log_summaries(every: Duration, token: CancellationToken) {
     let mut last = Snapshot::take();
+    let mut last_metrics = metrics::MetricsSnapshot::take();
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
@@ -494,6 +506,9 @@ pub async fn log_summaries(every: Duration, token: CancellationToken) {
             );
         }
         last = now;
+        let metrics_now = metrics::MetricsSnapshot::take();
+        metrics_now.log_since(&last_metrics);
+        last_metrics = metrics_now;
     }
 }
 

@@ -15,6 +15,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::layer::{check, Layer};
 pub use super::logs_file::{LogFileSection, LogsSection};
+use super::metrics::{EmfSection, HostMetricsSection, StatsdSection};
 use super::validate;
 use super::{
     ConfigError, DEFAULT_BATCH_MAX_DOCUMENTS, DEFAULT_CONCURRENCY, DEFAULT_FLUSH_INTERVAL,
@@ -41,6 +42,15 @@ pub struct RawConfig {
     /// `[logs]`: tail log files to CloudWatch Logs. Absent: no log files.
     #[serde(default)]
     pub logs: Option<LogsSection>,
+    /// `[emf]`: Embedded Metric Format over TCP and UDP. Absent: no EMF listener.
+    #[serde(default)]
+    pub emf: Option<EmfSection>,
+    /// `[statsd]`: StatsD over UDP. Absent: no StatsD listener.
+    #[serde(default)]
+    pub statsd: Option<StatsdSection>,
+    /// `[host_metrics]`: host CPU, memory, disk, network and cgroup metrics. Absent: none.
+    #[serde(default)]
+    pub host_metrics: Option<HostMetricsSection>,
 }
 
 /// `[aws]`. Every key unset by default means "let the AWS SDK's standard chain decide"
@@ -288,6 +298,17 @@ impl RawConfig {
         }
         self.agent.fill(&mut layer)?;
         layer.logs = self.logs.as_ref().map(LogsSection::resolve).transpose()?;
+        layer.emf = self.emf.as_ref().map(EmfSection::resolve).transpose()?;
+        layer.statsd = self
+            .statsd
+            .as_ref()
+            .map(StatsdSection::resolve)
+            .transpose()?;
+        layer.host_metrics = self
+            .host_metrics
+            .as_ref()
+            .map(HostMetricsSection::resolve)
+            .transpose()?;
         Ok(layer)
     }
 }
@@ -450,11 +471,14 @@ mod tests {
         );
     }
 
-    /// The reference with every `# key = value` line uncommented.
+    /// The reference with every `# key = value` and `# [table]` line uncommented.
     fn uncommented(text: &str) -> String {
         let is_key = |rest: &str| {
-            rest.split_once(" = ")
-                .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            let table = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
+            let key = rest.split_once(" = ").map(|(k, _)| k).or(table);
+            key.is_some_and(|k| {
+                !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            })
         };
         let is_table = |rest: &str| rest == "[logs]" || rest == "[[logs.files]]";
         text.lines()
@@ -484,7 +508,33 @@ mod tests {
         };
         let mut tables: Vec<&str> = table.keys().map(|k| k.as_str()).collect();
         tables.sort_unstable();
-        assert_eq!(tables, ["agent", "aws", "buffer", "logs", "xray"]);
+        assert_eq!(
+            tables,
+            [
+                "agent",
+                "aws",
+                "buffer",
+                "emf",
+                "host_metrics",
+                "logs",
+                "statsd",
+                "xray"
+            ]
+        );
+        let emf = [
+            "log_group",
+            "log_stream",
+            "mode",
+            "tcp_address",
+            "udp_address",
+        ];
+        assert_eq!(keys("emf"), emf);
+        assert_eq!(
+            keys("statsd"),
+            ["address", "aggregation_interval", "namespace"]
+        );
+        let host = ["append_dimensions", "collect", "interval", "namespace"];
+        assert_eq!(keys("host_metrics"), host);
         let mut logs: Vec<&str> = table["logs"]
             .as_table()
             .unwrap()
@@ -558,6 +608,27 @@ mod tests {
                 log_file: reference_log_file(),
                 ..AgentSection::default()
             }
+        );
+    }
+
+    #[test]
+    fn the_reference_metrics_tables_show_the_defaults() {
+        let raw = parse(Path::new("cloudtail.toml"), &uncommented(REFERENCE)).unwrap();
+        assert_eq!(raw.emf, Some(EmfSection::default()));
+        assert_eq!(raw.statsd, Some(StatsdSection::default()));
+        let host = raw.host_metrics.unwrap();
+        assert_eq!(
+            host,
+            HostMetricsSection {
+                append_dimensions: [("InstanceId".into(), "{instance_id}".into())].into(),
+                ..HostMetricsSection::default()
+            }
+        );
+        // Commented out, the tables are off.
+        let plain = parse(Path::new("cloudtail.toml"), REFERENCE).unwrap();
+        assert_eq!(
+            (plain.emf, plain.statsd, plain.host_metrics),
+            (None, None, None)
         );
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::logs::LogsConfig;
 use super::{validate, AgentConfig, AwsConfig, BufferConfig, Config, ConfigError, XrayConfig};
+use super::{EmfConfig, HostMetricsConfig, StatsdConfig};
 use super::{LogLevel, DEFAULT_BATCH_MAX_DOCUMENTS, DEFAULT_CONCURRENCY, DEFAULT_FLUSH_INTERVAL};
 use super::{DEFAULT_LOG_LEVEL, DEFAULT_RECEIVE_BUFFER_BYTES, DEFAULT_RETRY_MAX_DURATION};
 use super::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TELEMETRY_ADDRESS, DEFAULT_XRAY_ADDRESS};
@@ -44,6 +45,12 @@ pub(crate) struct Layer {
     pub shutdown_timeout: Option<Duration>,
     /// The log-file role; only a config file sets it.
     pub logs: Option<LogsConfig>,
+    /// `[emf]`, from the TOML file only.
+    pub emf: Option<EmfConfig>,
+    /// `[statsd]`, from the TOML file only.
+    pub statsd: Option<StatsdConfig>,
+    /// `[host_metrics]`, from the TOML file only.
+    pub host_metrics: Option<HostMetricsConfig>,
 }
 
 impl Layer {
@@ -100,6 +107,9 @@ impl Layer {
             log_file: self.log_file.or(base.log_file),
             shutdown_timeout: self.shutdown_timeout.or(base.shutdown_timeout),
             logs: self.logs.or(base.logs),
+            emf: self.emf.or(base.emf),
+            statsd: self.statsd.or(base.statsd),
+            host_metrics: self.host_metrics.or(base.host_metrics),
         }
     }
 
@@ -129,6 +139,9 @@ impl Layer {
                 shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
             },
             logs: self.logs,
+            emf: self.emf,
+            statsd: self.statsd,
+            host_metrics: self.host_metrics,
         }
     }
 

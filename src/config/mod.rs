@@ -17,6 +17,7 @@ pub mod file;
 mod layer;
 pub mod logs;
 mod logs_file;
+pub mod metrics;
 mod validate;
 pub mod xray_yaml;
 
@@ -26,6 +27,7 @@ pub use logs::{
     Encoding, GroupClass, LogFileConfig, LogsConfig, MultilineStart, NameKind, NamePart,
     NameTemplate, Placeholder, StartAt, TimestampFormat, Timezone, MAX_NAME_LEN,
 };
+pub use metrics::{EmfConfig, EmfMode, HostCollector, HostMetricsConfig, StatsdConfig};
 
 /// Where the X-Ray role listens by default, UDP and TCP: 127.0.0.1:2000, as the daemon.
 pub const DEFAULT_XRAY_ADDRESS: SocketAddr =
@@ -61,6 +63,12 @@ pub struct Config {
     pub agent: AgentConfig,
     /// The log-file role (`[logs]` in a TOML file); `None` when no file is tailed.
     pub logs: Option<LogsConfig>,
+    /// `[emf]`: Embedded Metric Format over TCP/UDP; `None` when the table is absent.
+    pub emf: Option<EmfConfig>,
+    /// `[statsd]`: StatsD over UDP; `None` when the table is absent.
+    pub statsd: Option<StatsdConfig>,
+    /// `[host_metrics]`: CPU, memory, disk, network, cgroup; `None` when the table is absent.
+    pub host_metrics: Option<HostMetricsConfig>,
 }
 
 /// Where and how to reach AWS. `None` means "let the SDK's standard chain decide".
@@ -284,6 +292,9 @@ mod tests {
                 shutdown_timeout: Duration::from_secs(10),
             },
             logs: None,
+            emf: None,
+            statsd: None,
+            host_metrics: None,
         }
     }
 

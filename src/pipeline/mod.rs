@@ -11,8 +11,12 @@ pub mod ack;
 pub mod batch;
 pub mod budget;
 pub mod logs;
+pub mod metrics;
 pub mod retry;
 pub mod traces;
+pub mod unit;
+
+pub use unit::Unit;
 
 use std::sync::Arc;
 
@@ -75,5 +79,113 @@ impl LogEvent {
     /// The size PutLogEvents counts for this event.
     pub fn api_size(&self) -> usize {
         self.message.len() + LOG_EVENT_OVERHEAD_BYTES
+    }
+}
+
+/// One CloudWatch metric datum, as sources produce it and `PutMetricData` takes it.
+///
+/// The pipeline aggregates datums with the same (namespace, name, dimensions, unit, storage
+/// resolution, period) before shipping, so a source may hand on one datum per sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricDatum {
+    /// The CloudWatch namespace (1-255 characters), shared by the datums of one source.
+    pub namespace: Arc<str>,
+    /// The metric name (1-255 characters).
+    pub name: String,
+    /// The unit.
+    pub unit: Unit,
+    /// Dimension name/value pairs; at most 30 (more is dropped and counted by the pipeline).
+    pub dimensions: Vec<(String, String)>,
+    /// When the value was observed, milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// 1 (high resolution) or 60 seconds; anything else is sent as 60.
+    pub storage_resolution: u32,
+    /// The observations.
+    pub value: MetricValue,
+}
+
+/// What a datum carries: samples or a summary of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricValue {
+    /// Distinct values and how often each was seen (same length; counts may be fractional
+    /// after sample-rate correction). The pipeline splits more than 150 into several datums.
+    Values {
+        /// The values.
+        values: Vec<f64>,
+        /// How many times each value occurred.
+        counts: Vec<f64>,
+    },
+    /// A summary of many samples.
+    Statistics(StatisticSet),
+}
+
+/// `StatisticValues` of a datum: a summary of samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatisticSet {
+    /// How many samples.
+    pub sample_count: f64,
+    /// Their sum.
+    pub sum: f64,
+    /// The smallest.
+    pub minimum: f64,
+    /// The largest.
+    pub maximum: f64,
+}
+
+impl StatisticSet {
+    /// The summary of one sample seen `count` times.
+    pub fn of(value: f64, count: f64) -> Self {
+        StatisticSet {
+            sample_count: count,
+            sum: value * count,
+            minimum: value,
+            maximum: value,
+        }
+    }
+
+    /// Adds `other`'s samples to this summary.
+    pub fn merge(&mut self, other: &StatisticSet) {
+        self.sample_count += other.sample_count;
+        self.sum += other.sum;
+        self.minimum = self.minimum.min(other.minimum);
+        self.maximum = self.maximum.max(other.maximum);
+    }
+
+    /// True when every field is a finite number and the count is positive.
+    pub fn is_finite(&self) -> bool {
+        [self.sample_count, self.sum, self.minimum, self.maximum]
+            .iter()
+            .all(|v| v.is_finite())
+            && self.sample_count > 0.0
+    }
+}
+
+impl MetricDatum {
+    /// A datum of one value.
+    pub fn single(
+        namespace: Arc<str>,
+        name: impl Into<String>,
+        unit: Unit,
+        value: f64,
+        timestamp_ms: i64,
+    ) -> Self {
+        MetricDatum {
+            namespace,
+            name: name.into(),
+            unit,
+            dimensions: Vec::new(),
+            timestamp_ms,
+            storage_resolution: 60,
+            value: MetricValue::Values {
+                values: vec![value],
+                counts: vec![1.0],
+            },
+        }
+    }
+
+    /// The same datum with `dimensions` added.
+    pub fn with_dimensions(mut self, dimensions: Vec<(String, String)>) -> Self {
+        self.dimensions.extend(dimensions);
+        self
     }
 }

@@ -4,4 +4,5 @@
 
 pub mod classify;
 pub mod cloudwatch_logs;
+pub mod cloudwatch_metrics;
 pub mod xray;

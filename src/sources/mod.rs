@@ -2,5 +2,8 @@
 //! what it reads, takes budget for it and hands it to a pipeline, or counts why it could not.
 
 pub mod file;
+pub mod emf;
+pub mod host;
+pub mod statsd;
 pub mod udp;
 pub mod xray;

@@ -1,0 +1,286 @@
+//! The metrics pipeline: datums in, merged per series and period, `PutMetricData` calls out.
+//!
+//! One task owns the [`Aggregator`]. Every `flush_interval` (or sooner, when the aggregator
+//! holds `max_pending_bytes`) it drains it, cuts the datums into calls (one namespace, at most
+//! 1,000 datums, under 1 MB) and queues them; queued calls are dispatched to the sink as
+//! sender slots free up, oldest first. Each queued call holds budget for its estimated size.
+//! When AWS stays down the queue grows until the budget is needed: then the oldest queued
+//! calls are dropped first and counted (`reason="budget"`): recent metrics matter more than
+//! old ones. This task never waits on a sender, and never drops a datum without counting it.
+//! When the datum channel closes it drains the aggregator, dispatches every queued call and
+//! returns once all sends finished: that is the shutdown flush.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+
+use super::budget::{Budget, Permit};
+use super::{MetricDatum, Sink};
+use crate::telemetry::{self, DropReason};
+
+pub mod aggregate;
+
+use aggregate::{batch_bytes, batches, check, Aggregator};
+
+/// How often aggregated datums are shipped by default: 10 s.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// `PutMetricData` calls in flight by default.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// How much the aggregator may hold before it is drained early, by default: 8 MiB.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
+
+/// How the metrics pipeline aggregates and sends.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    /// How long datums are merged before they are shipped.
+    pub flush_interval: Duration,
+    /// Calls in flight.
+    pub concurrency: usize,
+    /// The budget queued calls are charged to (the process budget, or a share of it).
+    pub budget: Budget,
+    /// The aggregator is drained early when it holds about this many bytes.
+    pub max_pending_bytes: usize,
+}
+
+impl MetricsSettings {
+    /// The defaults, charging `budget`.
+    pub fn new(budget: Budget) -> Self {
+        MetricsSettings {
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            concurrency: DEFAULT_CONCURRENCY,
+            budget,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+        }
+    }
+}
+
+/// A call waiting for a sender slot, and the budget it holds.
+struct Queued {
+    batch: Vec<MetricDatum>,
+    _permit: Permit,
+}
+
+/// Runs until `rx` is closed and every call was handed to `sink` and finished.
+pub async fn run<S: Sink<MetricDatum>>(
+    mut rx: mpsc::Receiver<MetricDatum>,
+    sink: S,
+    settings: MetricsSettings,
+) {
+    let mut aggregator = Aggregator::new();
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut ready: VecDeque<Queued> = VecDeque::new();
+    let mut senders = JoinSet::new();
+    let mut ticker = tokio::time::interval(settings.flush_interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut open = true;
+    while open || !ready.is_empty() {
+        tokio::select! {
+            received = rx.recv(), if open => match received {
+                Some(datum) => {
+                    accept(&mut aggregator, datum);
+                    if aggregator.pending_bytes() >= settings.max_pending_bytes {
+                        close_window(&mut aggregator, &mut ready, &settings.budget);
+                    }
+                }
+                None => {
+                    open = false;
+                    close_window(&mut aggregator, &mut ready, &settings.budget);
+                }
+            },
+            _ = ticker.tick(), if open => {
+                close_window(&mut aggregator, &mut ready, &settings.budget);
+            }
+            slot = Arc::clone(&slots).acquire_owned(), if !ready.is_empty() => {
+                if let (Ok(slot), Some(queued)) = (slot, ready.pop_front()) {
+                    dispatch(&mut senders, &sink, queued, slot);
+                }
+            }
+            Some(_) = senders.join_next(), if !senders.is_empty() => {}
+        }
+    }
+    while senders.join_next().await.is_some() {}
+}
+
+/// Checks a datum and merges it, or counts why not.
+fn accept(aggregator: &mut Aggregator, datum: MetricDatum) {
+    match check(datum, now_ms()) {
+        Ok(datum) => aggregator.push(datum),
+        Err(reason) => telemetry::metric_datums_dropped(reason, 1),
+    }
+}
+
+/// Drains the aggregator into queued calls, making room in the budget by dropping the oldest
+/// queued calls when needed.
+fn close_window(aggregator: &mut Aggregator, ready: &mut VecDeque<Queued>, budget: &Budget) {
+    if aggregator.is_empty() {
+        return;
+    }
+    for batch in batches(aggregator.drain()) {
+        if let Some(queued) = admit(batch, ready, budget) {
+            ready.push_back(queued);
+        }
+    }
+}
+
+/// Budget for `batch`, taken from the oldest queued calls if it must be; `None` (the batch
+/// dropped and counted) when even an empty queue leaves no room.
+fn admit(batch: Vec<MetricDatum>, ready: &mut VecDeque<Queued>, budget: &Budget) -> Option<Queued> {
+    let bytes = batch_bytes(&batch);
+    loop {
+        if let Some(permit) = budget.try_acquire(bytes) {
+            return Some(Queued {
+                batch,
+                _permit: permit,
+            });
+        }
+        match ready.pop_front() {
+            Some(oldest) => {
+                telemetry::metric_datums_dropped(DropReason::Budget, oldest.batch.len() as u64);
+            }
+            None => {
+                telemetry::metric_datums_dropped(DropReason::Budget, batch.len() as u64);
+                return None;
+            }
+        }
+    }
+}
+
+fn dispatch<S: Sink<MetricDatum>>(
+    senders: &mut JoinSet<()>,
+    sink: &S,
+    queued: Queued,
+    slot: OwnedSemaphorePermit,
+) {
+    let sink = sink.clone();
+    senders.spawn(async move {
+        let Queued { batch, _permit } = queued;
+        sink.send(batch).await;
+        drop(_permit);
+        drop(slot);
+    });
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{MetricValue, Unit};
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Vec<MetricDatum>>>>);
+
+    impl Sink<MetricDatum> for Recorder {
+        async fn send(&self, batch: Vec<MetricDatum>) {
+            if let Ok(mut batches) = self.0.lock() {
+                batches.push(batch);
+            }
+        }
+    }
+
+    /// A sink that never finishes, as when AWS is down and retries go on.
+    #[derive(Clone)]
+    struct Stuck;
+
+    impl Sink<MetricDatum> for Stuck {
+        async fn send(&self, _batch: Vec<MetricDatum>) {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn datum(name: String, value: f64) -> MetricDatum {
+        MetricDatum::single(Arc::from("NS"), name, Unit::COUNT, value, now_ms())
+    }
+
+    fn settings(budget: &Budget) -> MetricsSettings {
+        MetricsSettings {
+            flush_interval: Duration::from_secs(10),
+            concurrency: 2,
+            budget: budget.clone(),
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn merges_and_flushes_on_close() {
+        let budget = Budget::new(16 << 20);
+        let (tx, rx) = mpsc::channel(100);
+        let sink = Recorder::default();
+        let task = tokio::spawn(run(rx, sink.clone(), settings(&budget)));
+        for i in 0..2500 {
+            tx.send(datum(format!("m{}", i % 1200), 1.0))
+                .await
+                .expect("send");
+        }
+        tx.send(datum("bad".into(), f64::NAN)).await.expect("send");
+        drop(tx);
+        task.await.expect("pipeline");
+        let batches = sink.0.lock().expect("lock").clone();
+        let total: usize = batches.iter().map(Vec::len).sum();
+        assert!(batches.iter().all(|b| b.len() <= 1000));
+        assert!(
+            batches.iter().any(|b| b.len() == 1000),
+            "full calls at volume"
+        );
+        // 1200 series; those seen three times may straddle a minute boundary at most once.
+        assert!((1200..=2400).contains(&total), "{total}");
+        let count: f64 = batches
+            .iter()
+            .flatten()
+            .map(|d| match &d.value {
+                MetricValue::Values { counts, .. } => counts.iter().sum(),
+                MetricValue::Statistics(s) => s.sample_count,
+            })
+            .sum();
+        assert_eq!(count, 2500.0);
+        assert_eq!(budget.in_use_bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ships_every_flush_interval() {
+        let budget = Budget::new(16 << 20);
+        let (tx, rx) = mpsc::channel(100);
+        let sink = Recorder::default();
+        let _task = tokio::spawn(run(rx, sink.clone(), settings(&budget)));
+        tx.send(datum("a".into(), 1.0)).await.expect("send");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(sink.0.lock().expect("lock").is_empty());
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(sink.0.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_aws_is_down_the_oldest_calls_make_room() {
+        // Room for about three small calls: two are in flight forever, the rest queue.
+        let budget = Budget::new(3 * 300 + 3 * 64);
+        let (tx, rx) = mpsc::channel(100);
+        let before = crate::telemetry::COUNTERS
+            .metrics
+            .datums_dropped(DropReason::Budget)
+            .get();
+        let task = tokio::spawn(run(rx, Stuck, settings(&budget)));
+        for i in 0..6 {
+            tx.send(datum(format!("m{i}"), 1.0)).await.expect("send");
+            tokio::time::sleep(Duration::from_secs(11)).await;
+        }
+        let dropped = crate::telemetry::COUNTERS
+            .metrics
+            .datums_dropped(DropReason::Budget)
+            .get()
+            - before;
+        assert!(dropped >= 3, "{dropped}");
+        assert!(budget.in_use_bytes() <= budget.total_bytes());
+        task.abort();
+    }
+}

@@ -1,0 +1,433 @@
+//! The EMF source: Embedded Metric Format documents on the CloudWatch agent's port, TCP and UDP.
+//!
+//! TCP clients keep a connection open and write one JSON document per line; UDP clients send
+//! one or more lines per datagram. Each line is checked (`emf/parse.rs`) and routed by mode:
+//! in `logs` mode a valid document becomes a [`LogEvent`] with `destination.emf = true` (group
+//! and stream from `_aws.LogGroupName`/`LogStreamName`, else the configured ones; time from
+//! `_aws.Timestamp`); in `metrics` mode its datums go to the metrics pipeline instead. JSON that
+//! is not (valid) EMF is shipped as a plain log event (`emf = false`), and anything else is
+//! dropped; every line is counted by result.
+//!
+//! Memory and backpressure: a TCP connection buffers at most one 1 MB line; a longer line (or
+//! endless bytes without a newline) closes it. A TCP reader `await`s budget before handing an
+//! event on, so a full budget stops reading the socket and the kernel pushes back on the
+//! client; UDP never waits: no budget or a full channel means drop and count. This source
+//! never touches AWS and never blocks the accept loop on one slow connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{EmfConfig, EmfMode};
+use crate::pipeline::ack::Ack;
+use crate::pipeline::budget::Budget;
+use crate::pipeline::{Destination, LogEvent, MetricDatum};
+use crate::placeholders::{legal_log_group, legal_log_stream, Placeholders};
+use crate::sources::udp::Receiver;
+use crate::telemetry::{self, DropReason, EmfDropReason, EmfResult};
+
+pub mod extract;
+pub mod framing;
+pub mod parse;
+
+use framing::{LineBuffer, Next};
+use parse::{Parsed, Rejected, MAX_DOCUMENT_BYTES};
+
+/// TCP connections served at once by default; more wait in the kernel's accept queue.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// What the EMF source needs at run time.
+#[derive(Debug, Clone)]
+pub struct EmfSettings {
+    /// Where valid documents go.
+    pub mode: EmfMode,
+    /// Log group for documents that name none, placeholders resolved and made legal.
+    pub log_group: String,
+    /// Log stream for documents that name none, likewise.
+    pub log_stream: String,
+    /// Longest line accepted (1 MB, the EMF limit).
+    pub max_document_bytes: usize,
+    /// TCP connections served at once.
+    pub max_connections: usize,
+}
+
+impl EmfSettings {
+    /// The settings of an `[emf]` table, with placeholders resolved.
+    pub fn from_config(config: &EmfConfig, placeholders: &Placeholders) -> Self {
+        EmfSettings {
+            mode: config.mode,
+            log_group: legal_log_group(&placeholders.resolve(&config.log_group)),
+            log_stream: legal_log_stream(&placeholders.resolve(&config.log_stream)),
+            max_document_bytes: MAX_DOCUMENT_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Where the source hands things on; a `None` output drops (and counts) what would go there.
+#[derive(Debug, Clone)]
+pub struct EmfOutputs {
+    /// The logs pipeline: EMF documents in `logs` mode, plain JSON in both modes.
+    pub logs: Option<mpsc::Sender<LogEvent>>,
+    /// The metrics pipeline: datums of EMF documents in `metrics` mode.
+    pub metrics: Option<mpsc::Sender<MetricDatum>>,
+}
+
+/// What one line turned into.
+#[derive(Debug)]
+enum Item {
+    /// A log event to queue (it still needs its budget).
+    Log {
+        timestamp_ms: i64,
+        message: String,
+        destination: Arc<Destination>,
+    },
+    /// Datums for the metrics pipeline.
+    Datums(Vec<MetricDatum>),
+    /// Nothing to hand on (counted already).
+    Nothing,
+    /// The line is too long: close the connection.
+    TooLarge,
+}
+
+/// Per connection (or per UDP socket): the settings and the destinations last used, so a
+/// stream of documents to one group shares one `Arc<Destination>`.
+struct Router {
+    settings: EmfSettings,
+    recent: Vec<Arc<Destination>>,
+}
+
+impl Router {
+    fn new(settings: EmfSettings) -> Self {
+        Router {
+            settings,
+            recent: Vec::new(),
+        }
+    }
+
+    /// Checks, counts and routes one line.
+    fn route(&mut self, line: &[u8]) -> Item {
+        let line = trim(line);
+        if line.is_empty() {
+            return Item::Nothing;
+        }
+        if line.len() > self.settings.max_document_bytes {
+            telemetry::emf_document(EmfResult::TooLarge);
+            return Item::TooLarge;
+        }
+        let (result, doc) = match parse::parse(line) {
+            Ok(Parsed::Emf(doc)) => (EmfResult::Emf, Some(doc)),
+            Ok(Parsed::PlainJson) => (EmfResult::PlainJson, None),
+            Err(Rejected::Invalid(reason)) => {
+                tracing::debug!(error = %reason, "Invalid EMF document, shipped as a plain log.");
+                (EmfResult::Invalid, None)
+            }
+            Err(Rejected::NotJson) => {
+                telemetry::emf_document(EmfResult::NotJson);
+                return Item::Nothing;
+            }
+            Err(Rejected::TooLarge) => {
+                telemetry::emf_document(EmfResult::TooLarge);
+                return Item::TooLarge;
+            }
+        };
+        telemetry::emf_document(result);
+        // The line was checked as UTF-8 by the parser.
+        let message = String::from_utf8_lossy(line).into_owned();
+        match (doc, self.settings.mode) {
+            (Some(doc), EmfMode::Metrics) => Item::Datums(extract::datums(&doc)),
+            (Some(doc), EmfMode::Logs) => {
+                let destination =
+                    self.destination(doc.log_group.as_deref(), doc.log_stream.as_deref(), true);
+                Item::Log {
+                    timestamp_ms: doc.timestamp_ms,
+                    message,
+                    destination,
+                }
+            }
+            (None, _) => Item::Log {
+                timestamp_ms: now_ms(),
+                message,
+                destination: self.destination(None, None, false),
+            },
+        }
+    }
+
+    fn destination(
+        &mut self,
+        group: Option<&str>,
+        stream: Option<&str>,
+        emf: bool,
+    ) -> Arc<Destination> {
+        let group = group.map_or_else(|| self.settings.log_group.clone(), legal_log_group);
+        let stream = stream.map_or_else(|| self.settings.log_stream.clone(), legal_log_stream);
+        if let Some(known) = self
+            .recent
+            .iter()
+            .find(|d| d.emf == emf && d.group == group && d.stream == stream)
+        {
+            return Arc::clone(known);
+        }
+        let destination = Arc::new(Destination {
+            group,
+            stream,
+            retention_days: None,
+            group_class: None,
+            emf,
+        });
+        if self.recent.len() >= 8 {
+            self.recent.remove(0);
+        }
+        self.recent.push(Arc::clone(&destination));
+        destination
+    }
+}
+
+fn trim(line: &[u8]) -> &[u8] {
+    let start = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &line[start..end]
+}
+
+/// Accepts TCP clients until `token` is cancelled; each connection is read in its own task.
+pub async fn run_tcp(
+    listener: TcpListener,
+    settings: EmfSettings,
+    budget: Budget,
+    outputs: EmfOutputs,
+    token: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    loop {
+        // Finished connections are reaped here, so the set holds live ones only.
+        while connections.try_join_next().is_some() {}
+        let slot = tokio::select! {
+            _ = token.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = token.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let router = Router::new(settings.clone());
+                let (budget, outputs, token) = (budget.clone(), outputs.clone(), token.clone());
+                connections.spawn(async move {
+                    serve(stream, peer, router, budget, outputs, token).await;
+                    drop(slot);
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "EMF TCP listener could not accept a connection.");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// Reads one connection until the client closes it, a line is too long, or `token`.
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut router: Router,
+    budget: Budget,
+    outputs: EmfOutputs,
+    token: CancellationToken,
+) {
+    let mut buffer = LineBuffer::new(router.settings.max_document_bytes);
+    loop {
+        loop {
+            let item = match buffer.next_line() {
+                Next::Line(range) => router.route(buffer.line(range)),
+                Next::NeedMore => break,
+                Next::TooLong => {
+                    telemetry::emf_document(EmfResult::TooLarge);
+                    tracing::debug!(%peer, "EMF line over 1 MB; closing the connection.");
+                    return;
+                }
+            };
+            if !hand_on_waiting(item, &budget, &outputs, &token).await {
+                return;
+            }
+        }
+        let read = tokio::select! {
+            _ = token.cancelled() => return,
+            read = stream.read(buffer.space()) => read,
+        };
+        match read {
+            Ok(0) => break,
+            Ok(n) => buffer.filled(n),
+            Err(error) => {
+                tracing::debug!(%peer, %error, "EMF connection failed.");
+                return;
+            }
+        }
+    }
+    let item = router.route(buffer.rest());
+    hand_on_waiting(item, &budget, &outputs, &token).await;
+}
+
+/// Hands an item on, waiting for budget and channel room; false when the connection must end
+/// (a line too long, or shutdown).
+async fn hand_on_waiting(
+    item: Item,
+    budget: &Budget,
+    outputs: &EmfOutputs,
+    token: &CancellationToken,
+) -> bool {
+    match item {
+        Item::Nothing => true,
+        Item::TooLarge => false,
+        Item::Datums(datums) => {
+            let Some(tx) = &outputs.metrics else {
+                telemetry::emf_dropped(EmfDropReason::NoOutput);
+                return true;
+            };
+            let total = datums.len();
+            for (i, datum) in datums.into_iter().enumerate() {
+                let sent = tokio::select! {
+                    _ = token.cancelled() => false,
+                    sent = tx.send(datum) => sent.is_ok(),
+                };
+                if !sent {
+                    let lost = (total - i) as u64;
+                    telemetry::metric_datums_dropped(DropReason::Channel, lost);
+                    return !token.is_cancelled();
+                }
+            }
+            true
+        }
+        Item::Log {
+            timestamp_ms,
+            message,
+            destination,
+        } => {
+            let Some(tx) = &outputs.logs else {
+                telemetry::emf_dropped(EmfDropReason::NoOutput);
+                return true;
+            };
+            let permit = tokio::select! {
+                _ = token.cancelled() => return false,
+                permit = budget.acquire(message.len()) => permit,
+            };
+            let Some(permit) = permit else {
+                telemetry::emf_dropped(EmfDropReason::Budget);
+                return true;
+            };
+            let event = LogEvent {
+                timestamp_ms,
+                message,
+                destination,
+                ack: Ack::none(),
+                permit,
+            };
+            let sent = tokio::select! {
+                _ = token.cancelled() => return false,
+                sent = tx.send(event) => sent,
+            };
+            if sent.is_err() {
+                telemetry::emf_dropped(EmfDropReason::Channel);
+            }
+            true
+        }
+    }
+}
+
+/// Reads datagrams until `token` is cancelled; every line of each is routed without waiting.
+pub async fn run_udp(
+    socket: UdpSocket,
+    settings: EmfSettings,
+    budget: Budget,
+    outputs: EmfOutputs,
+    token: CancellationToken,
+) {
+    let mut receiver = Receiver::new();
+    let mut router = Router::new(settings);
+    loop {
+        let received = tokio::select! {
+            _ = token.cancelled() => return,
+            received = receiver.recv(&socket) => received,
+        };
+        let count = match received {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::warn!(%error, "Reading the EMF UDP socket failed.");
+                continue;
+            }
+        };
+        for i in 0..count {
+            for line in receiver.datagram(i).split(|&b| b == b'\n') {
+                let item = router.route(line);
+                hand_on_now(item, &budget, &outputs);
+            }
+        }
+    }
+}
+
+/// Hands an item on if budget and channel room are there now; else drops and counts it.
+fn hand_on_now(item: Item, budget: &Budget, outputs: &EmfOutputs) {
+    match item {
+        Item::Nothing | Item::TooLarge => {}
+        Item::Datums(datums) => {
+            let Some(tx) = &outputs.metrics else {
+                return telemetry::emf_dropped(EmfDropReason::NoOutput);
+            };
+            let lost = datums
+                .into_iter()
+                .map(|datum| tx.try_send(datum).is_err())
+                .filter(|&failed| failed)
+                .count();
+            telemetry::metric_datums_dropped(DropReason::Channel, lost as u64);
+        }
+        Item::Log {
+            timestamp_ms,
+            message,
+            destination,
+        } => {
+            let Some(tx) = &outputs.logs else {
+                return telemetry::emf_dropped(EmfDropReason::NoOutput);
+            };
+            let Some(permit) = budget.try_acquire(message.len()) else {
+                return telemetry::emf_dropped(EmfDropReason::Budget);
+            };
+            let event = LogEvent {
+                timestamp_ms,
+                message,
+                destination,
+                ack: Ack::none(),
+                permit,
+            };
+            if tx.try_send(event).is_err() {
+                telemetry::emf_dropped(EmfDropReason::Channel);
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[path = "emf/source_tests.rs"]
+mod tests;

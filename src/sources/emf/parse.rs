@@ -1,0 +1,323 @@
+//! Embedded Metric Format documents: one line of JSON checked against the EMF specification.
+//!
+//! A document is a JSON object whose `_aws` member holds `Timestamp` (epoch milliseconds) and
+//! `CloudWatchMetrics`, a list of directives `{Namespace, Dimensions: [[key...]...], Metrics:
+//! [{Name, Unit?, StorageResolution?}]}`. Dimension values and metric values are root members:
+//! a dimension value is a string, a metric value a number or an array of at most 100 numbers.
+//! At most 100 metrics per directive and 30 keys per dimension set. JSON without `_aws` is
+//! [`Parsed::PlainJson`]; a document that breaks a rule is [`Rejected::Invalid`] with the rule.
+//! Python clients write a NaN as a bare `NaN`, which is not JSON: such a document is found
+//! anyway and refused as [`Invalid::NonFinite`]. Pure: no I/O, and it never decides where a
+//! document goes.
+
+use serde_json::{Map, Value};
+
+use crate::pipeline::Unit;
+
+/// A document (one line) may be at most 1 MB.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Metrics per directive.
+pub const MAX_METRICS_PER_DIRECTIVE: usize = 100;
+/// Keys per dimension set.
+pub const MAX_DIMENSION_KEYS: usize = 30;
+/// Values per metric.
+pub const MAX_VALUES_PER_METRIC: usize = 100;
+
+/// A line that is JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// A valid EMF document.
+    Emf(EmfDocument),
+    /// JSON without `_aws`: a plain structured log line.
+    PlainJson,
+}
+
+/// A line that is not a valid EMF document or plain JSON.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejected {
+    /// Not JSON, or not UTF-8.
+    #[error("not JSON")]
+    NotJson,
+    /// Longer than [`MAX_DOCUMENT_BYTES`].
+    #[error("document larger than 1 MB")]
+    TooLarge,
+    /// Has `_aws` but breaks a rule of the specification.
+    #[error("invalid EMF: {0}")]
+    Invalid(#[from] Invalid),
+}
+
+/// The EMF rule a document breaks.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Invalid {
+    /// `_aws` is not an object, or a member has the wrong shape.
+    #[error("`{0}` has the wrong type")]
+    Shape(&'static str),
+    /// `_aws.Timestamp` is missing or not a number.
+    #[error("`_aws.Timestamp` is missing or not epoch milliseconds")]
+    Timestamp,
+    /// A namespace is empty or longer than 255 characters.
+    #[error("namespace empty or too long")]
+    Namespace,
+    /// More than 100 metrics in one directive.
+    #[error("{0} metrics in one directive (at most 100)")]
+    TooManyMetrics(usize),
+    /// More than 30 keys in one dimension set.
+    #[error("{0} keys in one dimension set (at most 30)")]
+    TooManyDimensionKeys(usize),
+    /// A dimension key has no string root member.
+    #[error("dimension `{0}` has no string value at the root")]
+    Dimension(String),
+    /// A metric name is empty or longer than 255 characters.
+    #[error("metric name empty or too long")]
+    MetricName,
+    /// A metric has no numeric root member (or an empty array).
+    #[error("metric `{0}` has no numeric value at the root")]
+    MetricValue(String),
+    /// A metric has more than 100 values.
+    #[error("metric `{0}` has {1} values (at most 100)")]
+    TooManyValues(String, usize),
+    /// A value is NaN or infinite.
+    #[error("a value is NaN or infinite")]
+    NonFinite,
+    /// An unknown unit.
+    #[error("unknown unit `{0}`")]
+    Unit(String),
+    /// `StorageResolution` is not 1 or 60.
+    #[error("storage resolution must be 1 or 60")]
+    StorageResolution,
+}
+
+/// A valid EMF document, with what routing and metric extraction need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmfDocument {
+    /// `_aws.Timestamp`, epoch milliseconds.
+    pub timestamp_ms: i64,
+    /// `_aws.LogGroupName`, when present.
+    pub log_group: Option<String>,
+    /// `_aws.LogStreamName`, when present.
+    pub log_stream: Option<String>,
+    /// `_aws.CloudWatchMetrics`.
+    pub directives: Vec<Directive>,
+}
+
+/// One entry of `CloudWatchMetrics`, its dimension values and metric values resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Directive {
+    /// `Namespace`.
+    pub namespace: String,
+    /// Each dimension set as (key, value) pairs, in the document's order.
+    pub dimension_sets: Vec<Vec<(String, String)>>,
+    /// The metrics.
+    pub metrics: Vec<Metric>,
+}
+
+/// One metric of a directive with its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// `Name`.
+    pub name: String,
+    /// `Unit`, `None` when absent.
+    pub unit: Unit,
+    /// `StorageResolution`: 1 or 60 (the default).
+    pub storage_resolution: u32,
+    /// The root member's value(s).
+    pub values: Vec<f64>,
+}
+
+/// Checks one line (without its newline).
+pub fn parse(line: &[u8]) -> Result<Parsed, Rejected> {
+    if line.len() > MAX_DOCUMENT_BYTES {
+        return Err(Rejected::TooLarge);
+    }
+    let text = std::str::from_utf8(line).map_err(|_| Rejected::NotJson)?;
+    let root: Value = match serde_json::from_str(text) {
+        Ok(root) => root,
+        Err(_) => return Err(non_finite_or_not_json(text)),
+    };
+    let Value::Object(root) = root else {
+        return Ok(Parsed::PlainJson);
+    };
+    match root.get("_aws") {
+        None => Ok(Parsed::PlainJson),
+        Some(aws) => Ok(Parsed::Emf(document(&root, aws)?)),
+    }
+}
+
+/// A line serde refused: `Invalid(NonFinite)` if it is an EMF document once bare `NaN` and
+/// `Infinity` literals are read as null, else `NotJson`.
+fn non_finite_or_not_json(text: &str) -> Rejected {
+    let Some(patched) = null_non_finite_literals(text) else {
+        return Rejected::NotJson;
+    };
+    match serde_json::from_str::<Value>(&patched) {
+        Ok(Value::Object(root)) if root.contains_key("_aws") => Invalid::NonFinite.into(),
+        _ => Rejected::NotJson,
+    }
+}
+
+/// `text` with `NaN`, `Infinity` and `-Infinity` outside strings replaced by `null`; `None`
+/// when there is none.
+fn null_non_finite_literals(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped, mut found) = (false, false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(literal) = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|l| rest.starts_with(l))
+        {
+            out.push_str("null");
+            rest = &rest[literal.len()..];
+            found = true;
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    found.then_some(out)
+}
+
+fn document(root: &Map<String, Value>, aws: &Value) -> Result<EmfDocument, Invalid> {
+    let aws = aws.as_object().ok_or(Invalid::Shape("_aws"))?;
+    let timestamp_ms = aws
+        .get("Timestamp")
+        .and_then(Value::as_f64)
+        .filter(|t| t.is_finite() && *t >= 0.0 && *t < 1e15)
+        .ok_or(Invalid::Timestamp)? as i64;
+    let name = |key: &'static str| -> Result<Option<String>, Invalid> {
+        match aws.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(Invalid::Shape(key)),
+        }
+    };
+    let directives = aws
+        .get("CloudWatchMetrics")
+        .and_then(Value::as_array)
+        .ok_or(Invalid::Shape("_aws.CloudWatchMetrics"))?
+        .iter()
+        .map(|d| directive(root, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(EmfDocument {
+        timestamp_ms,
+        log_group: name("LogGroupName")?,
+        log_stream: name("LogStreamName")?,
+        directives,
+    })
+}
+
+fn directive(root: &Map<String, Value>, value: &Value) -> Result<Directive, Invalid> {
+    let d = value
+        .as_object()
+        .ok_or(Invalid::Shape("CloudWatchMetrics[]"))?;
+    let namespace = d
+        .get("Namespace")
+        .and_then(Value::as_str)
+        .ok_or(Invalid::Shape("Namespace"))?;
+    if namespace.is_empty() || namespace.chars().count() > 255 {
+        return Err(Invalid::Namespace);
+    }
+    let metrics = d
+        .get("Metrics")
+        .and_then(Value::as_array)
+        .ok_or(Invalid::Shape("Metrics"))?;
+    if metrics.len() > MAX_METRICS_PER_DIRECTIVE {
+        return Err(Invalid::TooManyMetrics(metrics.len()));
+    }
+    let dimension_sets = match d.get("Dimensions") {
+        None => Vec::new(),
+        Some(Value::Array(sets)) => sets
+            .iter()
+            .map(|set| dimension_set(root, set))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(Invalid::Shape("Dimensions")),
+    };
+    Ok(Directive {
+        namespace: namespace.to_owned(),
+        dimension_sets,
+        metrics: metrics
+            .iter()
+            .map(|m| metric(root, m))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn dimension_set(root: &Map<String, Value>, set: &Value) -> Result<Vec<(String, String)>, Invalid> {
+    let keys = set.as_array().ok_or(Invalid::Shape("Dimensions[]"))?;
+    if keys.len() > MAX_DIMENSION_KEYS {
+        return Err(Invalid::TooManyDimensionKeys(keys.len()));
+    }
+    keys.iter()
+        .map(|key| {
+            let key = key.as_str().ok_or(Invalid::Shape("Dimensions[][]"))?;
+            match root.get(key) {
+                Some(Value::String(v)) if !v.is_empty() => Ok((key.to_owned(), v.clone())),
+                _ => Err(Invalid::Dimension(key.to_owned())),
+            }
+        })
+        .collect()
+}
+
+fn metric(root: &Map<String, Value>, value: &Value) -> Result<Metric, Invalid> {
+    let m = value.as_object().ok_or(Invalid::Shape("Metrics[]"))?;
+    let name = m
+        .get("Name")
+        .and_then(Value::as_str)
+        .ok_or(Invalid::Shape("Metrics[].Name"))?;
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(Invalid::MetricName);
+    }
+    let unit = match m.get("Unit") {
+        None | Some(Value::Null) => Unit::NONE,
+        Some(Value::String(u)) => Unit::parse(u).ok_or_else(|| Invalid::Unit(u.clone()))?,
+        Some(_) => return Err(Invalid::Shape("Metrics[].Unit")),
+    };
+    let storage_resolution = match m.get("StorageResolution") {
+        None | Some(Value::Null) => 60,
+        Some(v) => match v.as_u64() {
+            Some(1) => 1,
+            Some(60) => 60,
+            _ => return Err(Invalid::StorageResolution),
+        },
+    };
+    let missing = || Invalid::MetricValue(name.to_owned());
+    let values = match root.get(name) {
+        Some(Value::Number(n)) => vec![n.as_f64().ok_or_else(missing)?],
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_VALUES_PER_METRIC {
+                return Err(Invalid::TooManyValues(name.to_owned(), items.len()));
+            }
+            items
+                .iter()
+                .map(|v| v.as_f64().ok_or_else(missing))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        _ => return Err(missing()),
+    };
+    if values.is_empty() {
+        return Err(missing());
+    }
+    if !values.iter().all(|v| v.is_finite()) {
+        return Err(Invalid::NonFinite);
+    }
+    Ok(Metric {
+        name: name.to_owned(),
+        unit,
+        storage_resolution,
+        values,
+    })
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

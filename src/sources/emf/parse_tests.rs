@@ -1,0 +1,226 @@
+//! The captured `aws-embedded-metrics` documents are accepted; each EMF rule is enforced with
+//! its own reason.
+
+use serde_json::json;
+
+use super::*;
+
+const FIXTURES: [(&str, &str); 6] = [
+    (
+        "emf-1",
+        include_str!("../../../tests/fixtures/emf-1-basic-tcp.json"),
+    ),
+    (
+        "emf-2",
+        include_str!("../../../tests/fixtures/emf-2-multi-dimension-sets-tcp.json"),
+    ),
+    (
+        "emf-3",
+        include_str!("../../../tests/fixtures/emf-3-split-part1-100-metrics-tcp.json"),
+    ),
+    (
+        "emf-4",
+        include_str!("../../../tests/fixtures/emf-4-split-part2-metrics-and-100-values-tcp.json"),
+    ),
+    (
+        "emf-5",
+        include_str!("../../../tests/fixtures/emf-5-split-part3-remaining-values-tcp.json"),
+    ),
+    (
+        "emf-6",
+        include_str!("../../../tests/fixtures/emf-6-basic-udp-datagram.json"),
+    ),
+];
+
+fn emf(text: &str) -> EmfDocument {
+    match parse(text.trim_end().as_bytes()) {
+        Ok(Parsed::Emf(doc)) => doc,
+        other => panic!("{other:?} for {text}"),
+    }
+}
+
+fn invalid(doc: &serde_json::Value) -> Invalid {
+    match parse(doc.to_string().as_bytes()) {
+        Err(Rejected::Invalid(reason)) => reason,
+        other => panic!("{other:?} for {doc}"),
+    }
+}
+
+/// A valid document with `metrics` metrics (value 1 each) and one dimension set of `dims`.
+fn document(metrics: usize, dims: usize) -> serde_json::Value {
+    let mut root = serde_json::Map::new();
+    let names: Vec<String> = (0..metrics).map(|i| format!("M{i}")).collect();
+    let keys: Vec<String> = (0..dims).map(|i| format!("D{i}")).collect();
+    for n in &names {
+        root.insert(n.clone(), json!(1));
+    }
+    for k in &keys {
+        root.insert(k.clone(), json!("v"));
+    }
+    let defs: Vec<_> = names.iter().map(|n| json!({"Name": n})).collect();
+    root.insert(
+        "_aws".into(),
+        json!({"Timestamp": 1795822181000u64, "CloudWatchMetrics": [
+            {"Namespace": "NS", "Dimensions": [keys], "Metrics": defs}
+        ]}),
+    );
+    serde_json::Value::Object(root)
+}
+
+#[test]
+fn every_captured_document_is_accepted() {
+    for (name, text) in FIXTURES {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let doc = emf(line);
+            assert!(!doc.directives.is_empty(), "{name}");
+            assert_eq!(doc.log_group.as_deref(), Some("/probe/emf"), "{name}");
+        }
+    }
+}
+
+#[test]
+fn the_basic_document_reads_fully() {
+    let doc = emf(FIXTURES[0].1);
+    assert_eq!(doc.timestamp_ms, 1_795_822_181_000);
+    assert_eq!(doc.log_stream.as_deref(), Some("emf-stream"));
+    let d = &doc.directives[0];
+    assert_eq!(d.namespace, "Probe/EMF");
+    assert_eq!(d.dimension_sets.len(), 1);
+    assert_eq!(
+        d.dimension_sets[0][4],
+        ("Operation".into(), "GetOrder".into())
+    );
+    assert_eq!(
+        d.metrics[0],
+        Metric {
+            name: "Latency".into(),
+            unit: Unit::MILLISECONDS,
+            storage_resolution: 60,
+            values: vec![100.0, 150.5],
+        }
+    );
+    assert_eq!(d.metrics[1].storage_resolution, 1);
+    assert_eq!(d.metrics[2].unit, Unit::BYTES);
+    let multi = emf(FIXTURES[1].1);
+    assert_eq!(multi.directives[0].dimension_sets.len(), 2);
+    let split = emf(FIXTURES[3].1);
+    let hist = split.directives[0]
+        .metrics
+        .iter()
+        .find(|m| m.name == "Hist");
+    assert_eq!(hist.map(|m| m.values.len()), Some(100));
+}
+
+#[test]
+fn json_without_aws_is_plain() {
+    assert_eq!(
+        parse(br#"{"level":"info","msg":"hi"}"#),
+        Ok(Parsed::PlainJson)
+    );
+    assert_eq!(parse(b"[1,2]"), Ok(Parsed::PlainJson));
+    assert_eq!(parse(b"42"), Ok(Parsed::PlainJson));
+}
+
+#[test]
+fn not_json_and_too_large() {
+    assert_eq!(parse(b"hello world"), Err(Rejected::NotJson));
+    assert_eq!(parse(b"{\"a\":"), Err(Rejected::NotJson));
+    assert_eq!(parse(&[0xff, 0xfe]), Err(Rejected::NotJson));
+    assert_eq!(
+        parse(b"{\"a\": NaN}"),
+        Err(Rejected::NotJson),
+        "NaN, but not EMF"
+    );
+    let big = vec![b' '; MAX_DOCUMENT_BYTES + 1];
+    assert_eq!(parse(&big), Err(Rejected::TooLarge));
+}
+
+#[test]
+fn the_limits_are_enforced_at_their_edge() {
+    assert!(matches!(
+        parse(document(100, 30).to_string().as_bytes()),
+        Ok(Parsed::Emf(_))
+    ));
+    assert_eq!(invalid(&document(101, 1)), Invalid::TooManyMetrics(101));
+    assert_eq!(invalid(&document(1, 31)), Invalid::TooManyDimensionKeys(31));
+    let mut doc = document(1, 1);
+    doc["M0"] = json!((0..101).collect::<Vec<_>>());
+    assert_eq!(invalid(&doc), Invalid::TooManyValues("M0".into(), 101));
+    doc["M0"] = json!((0..100).collect::<Vec<_>>());
+    assert!(matches!(
+        parse(doc.to_string().as_bytes()),
+        Ok(Parsed::Emf(_))
+    ));
+}
+
+#[test]
+fn nan_from_a_python_client_is_non_finite() {
+    let text = document(1, 1).to_string().replace("\"M0\":1", "\"M0\":NaN");
+    assert!(text.contains("NaN"), "{text}");
+    assert_eq!(
+        parse(text.as_bytes()),
+        Err(Rejected::Invalid(Invalid::NonFinite))
+    );
+    let text = document(1, 1)
+        .to_string()
+        .replace("\"M0\":1", "\"M0\":[1,-Infinity]");
+    assert_eq!(
+        parse(text.as_bytes()),
+        Err(Rejected::Invalid(Invalid::NonFinite))
+    );
+    // A NaN inside a string is just text.
+    assert_eq!(
+        null_non_finite_literals(r#"{"a":"NaN \" NaN"}"#),
+        None,
+        "nothing outside strings"
+    );
+}
+
+#[test]
+fn each_rule_has_its_reason() {
+    let mut doc = document(1, 1);
+    doc["_aws"] = json!("x");
+    assert_eq!(invalid(&doc), Invalid::Shape("_aws"));
+    let mut doc = document(1, 1);
+    doc["_aws"]["Timestamp"] = json!("soon");
+    assert_eq!(invalid(&doc), Invalid::Timestamp);
+    let mut doc = document(1, 1);
+    doc["_aws"].as_object_mut().map(|a| a.remove("Timestamp"));
+    assert_eq!(invalid(&doc), Invalid::Timestamp);
+    let mut doc = document(1, 1);
+    doc["D0"] = json!(5);
+    assert_eq!(invalid(&doc), Invalid::Dimension("D0".into()));
+    let mut doc = document(1, 1);
+    doc["M0"] = json!("12");
+    assert_eq!(invalid(&doc), Invalid::MetricValue("M0".into()));
+    let mut doc = document(1, 1);
+    doc.as_object_mut().map(|o| o.remove("M0"));
+    assert_eq!(invalid(&doc), Invalid::MetricValue("M0".into()));
+    let mut doc = document(1, 1);
+    doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"] = json!("Furlongs");
+    assert_eq!(invalid(&doc), Invalid::Unit("Furlongs".into()));
+    let mut doc = document(1, 1);
+    doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["StorageResolution"] = json!(5);
+    assert_eq!(invalid(&doc), Invalid::StorageResolution);
+    let mut doc = document(1, 1);
+    doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] = json!("");
+    assert_eq!(invalid(&doc), Invalid::Namespace);
+    let mut doc = document(1, 1);
+    doc["_aws"]["CloudWatchMetrics"] = json!({});
+    assert_eq!(invalid(&doc), Invalid::Shape("_aws.CloudWatchMetrics"));
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_are_classified_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+        let _ = parse(&bytes);
+    }
+
+    #[test]
+    fn mangled_documents_are_classified_without_panicking(cut in 0usize..300, junk in "[\\[\\]{}\",:0-9a-zNaI]{0,5}") {
+        let text = document(3, 2).to_string();
+        let cut = cut.min(text.len());
+        let mangled = format!("{}{junk}{}", &text[..cut], &text[cut..]);
+        let _ = parse(mangled.as_bytes());
+    }
+}
