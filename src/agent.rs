@@ -22,6 +22,7 @@ use crate::telemetry;
 use crate::xray_proxy::{ProxyCounters, ProxyError};
 
 mod logs;
+mod metrics;
 mod traces;
 
 /// Why the agent could not start.
@@ -85,14 +86,21 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         wiring.tracker.spawn(server);
     }
     let mut checkpointer = None;
-    if config.xray.is_some() || config.logs.is_some() {
+    let needs_aws = config.xray.is_some() || config.logs.is_some() || metrics::enabled(&config);
+    if needs_aws {
         let aws = aws::load(&config.aws).await?;
         tracing::info!(region = %aws.region, "AWS configured.");
         if let Some(xray) = &config.xray {
             traces::start(&config, xray, &aws, &wiring, &proxy_counters).await?;
         }
-        if let Some(logs) = &config.logs {
-            checkpointer = Some(logs::start(&config, logs, &aws, &wiring).await?);
+        let log_tx = (config.logs.is_some() || metrics::needs_logs(&config))
+            .then(|| logs::start_pipeline(&config, &aws, &wiring));
+        if let (Some(settings), Some(tx)) = (&config.logs, &log_tx) {
+            let files = logs::start_files(&config, settings, &aws, &wiring, tx.clone());
+            checkpointer = Some(files.await?);
+        }
+        if metrics::enabled(&config) {
+            metrics::start(&config, &aws, &wiring, log_tx).await?;
         }
     }
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());

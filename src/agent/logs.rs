@@ -1,5 +1,5 @@
-//! The log-file role: files → logs pipeline → `PutLogEvents`, with group retention set at start.
-//! The logs pipeline's channel is the one other log sources (EMF) will share.
+//! The CloudWatch Logs side: one logs pipeline and sink that every log source shares (files,
+//! EMF documents in logs mode), and the log-file role, with group retention set at start.
 
 use tokio::sync::mpsc;
 
@@ -11,15 +11,37 @@ use crate::pipeline::LogEvent;
 use crate::sinks::cloudwatch_logs::{prepare_groups, CloudWatchLogsSink};
 use crate::sources::file::{Checkpointer, FileSource, NameContext};
 
-/// Room in the hand-off from the tailers to the batcher; tailers hold budget for what waits.
+/// Room in the hand-off from the sources to the batcher; sources hold budget for what waits.
 const LOG_CHANNEL: usize = 1024;
 
+/// Starts the logs pipeline and its sink; the returned sender feeds it. The pipeline flushes
+/// and ends once every clone of the sender is dropped.
+pub(super) fn start_pipeline(
+    config: &Config,
+    aws: &AwsContext,
+    wiring: &Wiring,
+) -> mpsc::Sender<LogEvent> {
+    let mut settings = LogsSettings::default();
+    let mut per_stream = settings.per_destination;
+    if let Some(logs) = &config.logs {
+        settings.flush_interval = logs.flush_interval;
+        per_stream = logs.concurrency;
+        settings.per_destination = logs.concurrency;
+    }
+    let client = aws_sdk_cloudwatchlogs::Client::new(&aws.sdk);
+    let sink = CloudWatchLogsSink::new(client, per_stream, wiring.abort.clone());
+    let (tx, rx) = mpsc::channel::<LogEvent>(LOG_CHANNEL);
+    wiring.tracker.spawn(logs::run(rx, sink, settings));
+    tx
+}
+
 /// Starts tailing; returns the checkpointer whose final write must follow the drain.
-pub(super) async fn start(
+pub(super) async fn start_files(
     config: &Config,
     settings: &LogsConfig,
     aws: &AwsContext,
     wiring: &Wiring,
+    tx: mpsc::Sender<LogEvent>,
 ) -> Result<Checkpointer, RunError> {
     let names = NameContext::gather(config.aws.local_mode, Some(aws.region.clone())).await;
     let source = FileSource::new(settings, names)?;
@@ -33,14 +55,6 @@ pub(super) async fn start(
         wiring.token.child_token(),
     )
     .await;
-    let sink = CloudWatchLogsSink::new(client, settings.concurrency, wiring.abort.clone());
-    let (tx, rx) = mpsc::channel::<LogEvent>(LOG_CHANNEL);
-    let pipeline = LogsSettings {
-        flush_interval: settings.flush_interval,
-        per_destination: settings.concurrency,
-        ..LogsSettings::default()
-    };
-    wiring.tracker.spawn(logs::run(rx, sink, pipeline));
     let token = wiring.token.child_token();
     wiring
         .tracker

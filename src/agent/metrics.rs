@@ -1,0 +1,109 @@
+//! The metrics role: EMF on TCP/UDP, StatsD on UDP and host metrics into one metrics pipeline
+//! and its `PutMetricData` sink. EMF documents in logs mode go to the shared logs pipeline.
+
+use tokio::sync::mpsc;
+
+use super::{bind_tcp, RunError, Wiring};
+use crate::aws::AwsContext;
+use crate::config::{Config, EmfMode};
+use crate::pipeline::metrics::{self, MetricsSettings};
+use crate::pipeline::{LogEvent, MetricDatum};
+use crate::placeholders::Placeholders;
+use crate::sinks::cloudwatch_metrics::CloudWatchMetricsSink;
+use crate::sources::{emf, host, statsd, udp};
+
+/// Room in the hand-off from the metric sources to the aggregator.
+const METRIC_CHANNEL: usize = 4096;
+/// Kernel receive buffer asked for the EMF and StatsD UDP sockets.
+const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
+
+/// True when the config turns on any metric source.
+pub(super) fn enabled(config: &Config) -> bool {
+    config.emf.is_some() || config.statsd.is_some() || config.host_metrics.is_some()
+}
+
+/// True when EMF documents go to CloudWatch Logs (so the logs pipeline must run).
+pub(super) fn needs_logs(config: &Config) -> bool {
+    config.emf.as_ref().is_some_and(|e| e.mode == EmfMode::Logs)
+}
+
+/// Binds every metric source and starts them with the metrics pipeline.
+pub(super) async fn start(
+    config: &Config,
+    aws: &AwsContext,
+    wiring: &Wiring,
+    log_tx: Option<mpsc::Sender<LogEvent>>,
+) -> Result<(), RunError> {
+    let placeholders = Placeholders::discover(config.aws.local_mode).await;
+    let (tx, rx) = mpsc::channel::<MetricDatum>(METRIC_CHANNEL);
+    let client = aws_sdk_cloudwatch::Client::new(&aws.sdk);
+    let sink = CloudWatchMetricsSink::new(client, wiring.abort.clone());
+    let settings = MetricsSettings::new(wiring.budget.clone());
+    wiring.tracker.spawn(metrics::run(rx, sink, settings));
+    if let Some(emf_config) = &config.emf {
+        let listener = bind_tcp(
+            emf_config.tcp_address,
+            "the EMF TCP listener",
+            "[emf] tcp_address",
+        )
+        .await?;
+        let socket = bind_udp(
+            emf_config.udp_address,
+            "the EMF UDP listener",
+            "[emf] udp_address",
+        )?;
+        let settings = emf::EmfSettings::from_config(emf_config, &placeholders);
+        let outputs = emf::EmfOutputs {
+            logs: log_tx,
+            metrics: Some(tx.clone()),
+        };
+        let (budget, token) = (wiring.budget.clone(), wiring.token.child_token());
+        let tcp = emf::run_tcp(
+            listener,
+            settings.clone(),
+            budget.clone(),
+            outputs.clone(),
+            token,
+        );
+        wiring.tracker.spawn(tcp);
+        let udp = emf::run_udp(
+            socket,
+            settings,
+            budget,
+            outputs,
+            wiring.token.child_token(),
+        );
+        wiring.tracker.spawn(udp);
+    }
+    if let Some(statsd_config) = &config.statsd {
+        let socket = bind_udp(
+            statsd_config.address,
+            "the StatsD listener",
+            "[statsd] address",
+        )?;
+        let settings = statsd::StatsdSettings::from_config(statsd_config);
+        let task = statsd::run(socket, settings, tx.clone(), wiring.token.child_token());
+        wiring.tracker.spawn(task);
+    }
+    if let Some(host_config) = &config.host_metrics {
+        let settings = host::HostSettings::from_config(host_config, &placeholders);
+        wiring
+            .tracker
+            .spawn(host::run(settings, tx, wiring.token.child_token()));
+    }
+    tracing::info!("Metrics role started.");
+    Ok(())
+}
+
+fn bind_udp(
+    address: std::net::SocketAddr,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<tokio::net::UdpSocket, RunError> {
+    udp::bind(address, RECEIVE_BUFFER_BYTES).map_err(|source| RunError::Bind {
+        what,
+        address,
+        flag,
+        source,
+    })
+}
