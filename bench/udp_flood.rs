@@ -6,9 +6,10 @@
 //! datagram and well formed. The segment is laid out once; each send only rewrites the id
 //! digits in place, so the sender stays cheap next to the agent it measures.
 //!
-//! `udp_flood [--to IP:PORT] [--count N] [--rate R]` sends N datagrams (default 100,000) to
-//! the address (default 127.0.0.1:2000) at R per second (default 0 = as fast as possible),
-//! paced in bursts of about a millisecond's worth, with `sendmmsg` (up to 64 per call). It ends
+//! `udp_flood [--to IP:PORT] [--count N] [--rate R] [--burst B]` sends N datagrams (default
+//! 100,000) to the address (default 127.0.0.1:2000) at R per second (default 0 = as fast as
+//! possible), paced in bursts of B datagrams (default: a millisecond's worth, R / 1000; 1 spreads
+//! them evenly, as independent SDK clients would), with `sendmmsg` (up to 64 per call). It ends
 //! by printing one line:
 //! `sent N segments (B bytes each) in S s: R segments/s (target T/s), F failed`.
 //! It never reads from the socket and never retries a failed send (it counts it).
@@ -28,6 +29,8 @@ struct Options {
     to: SocketAddr,
     count: u64,
     rate: u64,
+    /// Datagrams sent together when paced; 0 = a millisecond's worth (rate / 1000).
+    burst: u64,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -35,6 +38,7 @@ fn parse_options() -> Result<Options, String> {
         to: SocketAddr::from(([127, 0, 0, 1], 2000)),
         count: 100_000,
         rate: 0,
+        burst: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -43,9 +47,10 @@ fn parse_options() -> Result<Options, String> {
             "--to" => options.to = value.parse().map_err(|e| format!("--to: {e}"))?,
             "--count" => options.count = value.parse().map_err(|e| format!("--count: {e}"))?,
             "--rate" => options.rate = value.parse().map_err(|e| format!("--rate: {e}"))?,
+            "--burst" => options.burst = value.parse().map_err(|e| format!("--burst: {e}"))?,
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: udp_flood [--to IP:PORT] [--count N] [--rate R]"
+                    "unknown argument {other:?}; usage: udp_flood [--to IP:PORT] [--count N] [--rate R] [--burst B]"
                 ))
             }
         }
@@ -221,7 +226,10 @@ fn flood(
     options: Options,
 ) -> (u64, u64, Duration) {
     // A millisecond's worth at a time: few wake-ups at low rates, no large bursts at high ones.
-    let burst = (options.rate / 1000).max(1);
+    let burst = match options.burst {
+        0 => (options.rate / 1000).max(1),
+        burst => burst,
+    };
     let start = Instant::now();
     let (mut attempted, mut sent, mut failed) = (0u64, 0u64, 0u64);
     while attempted < options.count {
