@@ -5,7 +5,8 @@
 //! 2. a pipeline whose source stopped closes its open batch and dispatches every queued batch;
 //! 3. sinks finish in-flight and queued sends, retrying as usual, until `shutdown_timeout`;
 //! 4. at the deadline the abort token is cancelled: retries stop and what is left is counted;
-//! 5. (logs, later) acks are awaited and the last checkpoint is written;
+//! 5. the file source's `Checkpointer::flush_final` writes the last checkpoint, which covers
+//!    everything AWS acknowledged during the drain (acks dropped at the deadline keep theirs);
 //! 6. the process exits 0.
 //!
 //! Every task is spawned on one [`TaskTracker`], so "everything finished" is one `wait`.
