@@ -24,6 +24,7 @@ use crate::telemetry::{self, DropReason};
 
 pub mod aggregate;
 
+use super::now_ms;
 use aggregate::{batch_bytes, batches, check, Aggregator};
 
 /// How often aggregated datums are shipped by default: 10 s.
@@ -163,13 +164,6 @@ fn dispatch<S: Sink<MetricDatum>>(
         drop(_permit);
         drop(slot);
     });
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

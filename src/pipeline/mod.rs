@@ -189,3 +189,12 @@ impl MetricDatum {
         self
     }
 }
+
+/// Now, in milliseconds since the epoch (0 if the clock is before 1970), as CloudWatch stamps
+/// events and datums.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -35,6 +35,7 @@ pub mod extract;
 pub mod framing;
 pub mod parse;
 
+use crate::pipeline::now_ms;
 use framing::{LineBuffer, Next};
 use parse::{Parsed, Rejected, MAX_DOCUMENT_BYTES};
 
@@ -419,13 +420,6 @@ fn hand_on_now(item: Item, budget: &Budget, outputs: &EmfOutputs) {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

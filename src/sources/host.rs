@@ -22,6 +22,7 @@ use crate::telemetry::{self, DropReason, COUNTERS};
 pub mod collect;
 pub mod procfs;
 
+use crate::pipeline::now_ms;
 use collect::{CgroupReading, Collector, FsUsage, Readings};
 
 /// What the host source needs at run time.
@@ -178,13 +179,6 @@ fn statvfs(mount: procfs::Mount) -> Option<FsUsage> {
         inodes_total: stat.f_files as u64,
         inodes_free: stat.f_ffree as u64,
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

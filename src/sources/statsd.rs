@@ -24,6 +24,7 @@ use crate::telemetry::{self, DropReason, COUNTERS};
 pub mod aggregate;
 pub mod parse;
 
+use crate::pipeline::now_ms;
 use aggregate::{Aggregator, Refused};
 
 /// What the StatsD source needs at run time.
@@ -117,13 +118,6 @@ async fn flush(
         }
     }
     telemetry::metric_datums_dropped(DropReason::Channel, lost);
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@
 //! anyway and refused as [`Invalid::NonFinite`]. Pure: no I/O, and it never decides where a
 //! document goes.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::pipeline::Unit;
@@ -130,6 +134,18 @@ pub fn parse(line: &[u8]) -> Result<Parsed, Rejected> {
         return Err(Rejected::TooLarge);
     }
     let text = std::str::from_utf8(line).map_err(|_| Rejected::NotJson)?;
+    // Fast path: the root's members are validated but left as raw text, and only `_aws` and
+    // the members it names are materialised — a log payload of any size is never turned into
+    // a tree of `Value`s. Keys with escapes (or duplicate keys) take the general path.
+    if let Ok(root) = serde_json::from_str::<HashMap<&str, &RawValue>>(text) {
+        return match root.get("_aws") {
+            None => Ok(Parsed::PlainJson),
+            Some(aws) => {
+                let aws: Value = serde_json::from_str(aws.get()).map_err(|_| Rejected::NotJson)?;
+                Ok(Parsed::Emf(document(&root, &aws)?))
+            }
+        };
+    }
     let root: Value = match serde_json::from_str(text) {
         Ok(root) => root,
         Err(_) => return Err(non_finite_or_not_json(text)),
@@ -140,6 +156,25 @@ pub fn parse(line: &[u8]) -> Result<Parsed, Rejected> {
     match root.get("_aws") {
         None => Ok(Parsed::PlainJson),
         Some(aws) => Ok(Parsed::Emf(document(&root, aws)?)),
+    }
+}
+
+/// The root members of a document, however it was parsed.
+trait Root {
+    /// The member `key`, materialised.
+    fn member(&self, key: &str) -> Option<Cow<'_, Value>>;
+}
+
+impl Root for Map<String, Value> {
+    fn member(&self, key: &str) -> Option<Cow<'_, Value>> {
+        self.get(key).map(Cow::Borrowed)
+    }
+}
+
+impl Root for HashMap<&str, &RawValue> {
+    fn member(&self, key: &str) -> Option<Cow<'_, Value>> {
+        let raw = self.get(key)?;
+        serde_json::from_str(raw.get()).ok().map(Cow::Owned)
     }
 }
 
@@ -186,7 +221,7 @@ fn null_non_finite_literals(text: &str) -> Option<String> {
     found.then_some(out)
 }
 
-fn document(root: &Map<String, Value>, aws: &Value) -> Result<EmfDocument, Invalid> {
+fn document(root: &impl Root, aws: &Value) -> Result<EmfDocument, Invalid> {
     let aws = aws.as_object().ok_or(Invalid::Shape("_aws"))?;
     let timestamp_ms = aws
         .get("Timestamp")
@@ -216,7 +251,7 @@ fn document(root: &Map<String, Value>, aws: &Value) -> Result<EmfDocument, Inval
     })
 }
 
-fn directive(root: &Map<String, Value>, value: &Value) -> Result<Directive, Invalid> {
+fn directive(root: &impl Root, value: &Value) -> Result<Directive, Invalid> {
     let d = value
         .as_object()
         .ok_or(Invalid::Shape("CloudWatchMetrics[]"))?;
@@ -252,7 +287,7 @@ fn directive(root: &Map<String, Value>, value: &Value) -> Result<Directive, Inva
     })
 }
 
-fn dimension_set(root: &Map<String, Value>, set: &Value) -> Result<Vec<(String, String)>, Invalid> {
+fn dimension_set(root: &impl Root, set: &Value) -> Result<Vec<(String, String)>, Invalid> {
     let keys = set.as_array().ok_or(Invalid::Shape("Dimensions[]"))?;
     if keys.len() > MAX_DIMENSION_KEYS {
         return Err(Invalid::TooManyDimensionKeys(keys.len()));
@@ -260,7 +295,7 @@ fn dimension_set(root: &Map<String, Value>, set: &Value) -> Result<Vec<(String, 
     keys.iter()
         .map(|key| {
             let key = key.as_str().ok_or(Invalid::Shape("Dimensions[][]"))?;
-            match root.get(key) {
+            match root.member(key).as_deref() {
                 Some(Value::String(v)) if !v.is_empty() => Ok((key.to_owned(), v.clone())),
                 _ => Err(Invalid::Dimension(key.to_owned())),
             }
@@ -268,7 +303,7 @@ fn dimension_set(root: &Map<String, Value>, set: &Value) -> Result<Vec<(String, 
         .collect()
 }
 
-fn metric(root: &Map<String, Value>, value: &Value) -> Result<Metric, Invalid> {
+fn metric(root: &impl Root, value: &Value) -> Result<Metric, Invalid> {
     let m = value.as_object().ok_or(Invalid::Shape("Metrics[]"))?;
     let name = m
         .get("Name")
@@ -291,7 +326,7 @@ fn metric(root: &Map<String, Value>, value: &Value) -> Result<Metric, Invalid> {
         },
     };
     let missing = || Invalid::MetricValue(name.to_owned());
-    let values = match root.get(name) {
+    let values = match root.member(name).as_deref() {
         Some(Value::Number(n)) => vec![n.as_f64().ok_or_else(missing)?],
         Some(Value::Array(items)) => {
             if items.len() > MAX_VALUES_PER_METRIC {
