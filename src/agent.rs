@@ -95,12 +95,14 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         }
         let log_tx = (config.logs.is_some() || metrics::needs_logs(&config))
             .then(|| logs::start_pipeline(&config, &aws, &wiring));
+        let metric_tx = metrics::enabled(&config).then(|| metrics::start_pipeline(&aws, &wiring));
         if let (Some(settings), Some(tx)) = (&config.logs, &log_tx) {
-            let files = logs::start_files(&config, settings, &aws, &wiring, tx.clone());
+            let filter_tx = metric_tx.clone().filter(|_| metrics::has_filters(&config));
+            let files = logs::start_files(&config, settings, &aws, &wiring, tx.clone(), filter_tx);
             checkpointer = Some(files.await?);
         }
-        if metrics::enabled(&config) {
-            metrics::start(&config, &aws, &wiring, log_tx).await?;
+        if let Some(metric_tx) = metric_tx {
+            metrics::start(&config, &wiring, log_tx, metric_tx).await?;
         }
     }
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());

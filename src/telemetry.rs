@@ -180,6 +180,8 @@ pub struct FileSourceCounters {
     pub lines_read: Counter,
     /// Events not shipped because of `include_lines`/`exclude_lines`.
     pub events_filtered: Counter,
+    /// Matches counted by local metric filters (one per filter an event matched).
+    pub metric_filter_matches: Counter,
     /// Events cut to the PutLogEvents per-event limit.
     pub events_truncated: Counter,
     /// Lines that held invalid UTF-8 (or UTF-16), shipped with U+FFFD.
@@ -220,6 +222,7 @@ pub static COUNTERS: Counters = Counters {
     file_source: FileSourceCounters {
         lines_read: Counter::new(),
         events_filtered: Counter::new(),
+        metric_filter_matches: Counter::new(),
         events_truncated: Counter::new(),
         invalid_utf8: Counter::new(),
         timestamp_unparsed: Counter::new(),
@@ -376,6 +379,11 @@ fn render_file_source(out: &mut String) {
             "cloudtail_logs_events_filtered_total",
             "Events not shipped because of include_lines/exclude_lines.",
             &f.events_filtered,
+        ),
+        (
+            "cloudtail_logs_metric_filter_matches_total",
+            "Matches counted by local metric filters.",
+            &f.metric_filter_matches,
         ),
         (
             "cloudtail_logs_events_truncated_total",

@@ -1,5 +1,6 @@
 //! The CloudWatch Logs side: one logs pipeline and sink that every log source shares (files,
-//! EMF documents in logs mode), and the log-file role, with group retention set at start.
+//! EMF documents in logs mode), and the log-file role, with group retention set at start and
+//! its metric filters publishing into the metrics pipeline.
 
 use tokio::sync::mpsc;
 
@@ -7,7 +8,7 @@ use super::{RunError, Wiring};
 use crate::aws::AwsContext;
 use crate::config::{Config, LogsConfig};
 use crate::pipeline::logs::{self, LogsSettings};
-use crate::pipeline::LogEvent;
+use crate::pipeline::{LogEvent, MetricDatum};
 use crate::sinks::cloudwatch_logs::{prepare_groups, CloudWatchLogsSink};
 use crate::sources::file::{Checkpointer, FileSource, NameContext};
 
@@ -36,15 +37,20 @@ pub(super) fn start_pipeline(
 }
 
 /// Starts tailing; returns the checkpointer whose final write must follow the drain.
+/// `metric_tx`: where the metric filters publish (`None` when the config has none).
 pub(super) async fn start_files(
     config: &Config,
     settings: &LogsConfig,
     aws: &AwsContext,
     wiring: &Wiring,
     tx: mpsc::Sender<LogEvent>,
+    metric_tx: Option<mpsc::Sender<MetricDatum>>,
 ) -> Result<Checkpointer, RunError> {
     let names = NameContext::gather(config.aws.local_mode, Some(aws.region.clone())).await;
-    let source = FileSource::new(settings, names)?;
+    let mut source = FileSource::new(settings, names)?;
+    if let Some(metric_tx) = metric_tx {
+        source = source.with_metrics(metric_tx);
+    }
     let checkpointer = source.checkpointer();
     let client = aws_sdk_cloudwatchlogs::Client::new(&aws.sdk);
     let groups = source.startup_destinations();

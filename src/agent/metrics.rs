@@ -1,5 +1,6 @@
-//! The metrics role: EMF on TCP/UDP, StatsD on UDP and host metrics into one metrics pipeline
-//! and its `PutMetricData` sink. EMF documents in logs mode go to the shared logs pipeline.
+//! The metrics role: EMF on TCP/UDP, StatsD on UDP, host metrics and the log files' metric
+//! filters into one metrics pipeline and its `PutMetricData` sink. EMF documents in logs mode
+//! go to the shared logs pipeline. The pipeline flushes and ends once every sender is dropped.
 
 use tokio::sync::mpsc;
 
@@ -17,9 +18,30 @@ const METRIC_CHANNEL: usize = 4096;
 /// Kernel receive buffer asked for the EMF and StatsD UDP sockets.
 const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
 
-/// True when the config turns on any metric source.
+/// True when the config turns on any metric source (metric filters included).
 pub(super) fn enabled(config: &Config) -> bool {
-    config.emf.is_some() || config.statsd.is_some() || config.host_metrics.is_some()
+    config.emf.is_some()
+        || config.statsd.is_some()
+        || config.host_metrics.is_some()
+        || has_filters(config)
+}
+
+/// True when some `[[logs.files]]` entry has metric filters.
+pub(super) fn has_filters(config: &Config) -> bool {
+    config
+        .logs
+        .as_ref()
+        .is_some_and(|l| l.files.iter().any(|f| !f.metric_filters.is_empty()))
+}
+
+/// Starts the metrics pipeline and its sink; the returned sender feeds it.
+pub(super) fn start_pipeline(aws: &AwsContext, wiring: &Wiring) -> mpsc::Sender<MetricDatum> {
+    let (tx, rx) = mpsc::channel::<MetricDatum>(METRIC_CHANNEL);
+    let client = aws_sdk_cloudwatch::Client::new(&aws.sdk);
+    let sink = CloudWatchMetricsSink::new(client, wiring.abort.clone());
+    let settings = MetricsSettings::new(wiring.budget.clone());
+    wiring.tracker.spawn(metrics::run(rx, sink, settings));
+    tx
 }
 
 /// True when EMF documents go to CloudWatch Logs (so the logs pipeline must run).
@@ -27,19 +49,15 @@ pub(super) fn needs_logs(config: &Config) -> bool {
     config.emf.as_ref().is_some_and(|e| e.mode == EmfMode::Logs)
 }
 
-/// Binds every metric source and starts them with the metrics pipeline.
+/// Binds every metric source the config names and starts it, feeding `tx` (from
+/// [`start_pipeline`]); `tx` is dropped when no source needs it.
 pub(super) async fn start(
     config: &Config,
-    aws: &AwsContext,
     wiring: &Wiring,
     log_tx: Option<mpsc::Sender<LogEvent>>,
+    tx: mpsc::Sender<MetricDatum>,
 ) -> Result<(), RunError> {
     let placeholders = Placeholders::discover(config.aws.local_mode).await;
-    let (tx, rx) = mpsc::channel::<MetricDatum>(METRIC_CHANNEL);
-    let client = aws_sdk_cloudwatch::Client::new(&aws.sdk);
-    let sink = CloudWatchMetricsSink::new(client, wiring.abort.clone());
-    let settings = MetricsSettings::new(wiring.budget.clone());
-    wiring.tracker.spawn(metrics::run(rx, sink, settings));
     if let Some(emf_config) = &config.emf {
         let listener = bind_tcp(
             emf_config.tcp_address,

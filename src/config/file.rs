@@ -24,7 +24,7 @@ use super::{DEFAULT_RECEIVE_BUFFER_BYTES, DEFAULT_RETRY_MAX_DURATION, DEFAULT_SH
 use super::{DEFAULT_TELEMETRY_ADDRESS, DEFAULT_XRAY_ADDRESS};
 
 /// A cloudtail TOML file. Every table is optional; `[xray]` being present turns traces on.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// `[aws]`: where and how to reach AWS, shared by every pipeline.
@@ -480,7 +480,9 @@ mod tests {
                 !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
             })
         };
-        let is_table = |rest: &str| rest == "[logs]" || rest == "[[logs.files]]";
+        let is_table = |rest: &str| {
+            ["[logs]", "[[logs.files]]", "[[logs.files.metric_filters]]"].contains(&rest)
+        };
         text.lines()
             .map(|line| match line.strip_prefix("# ") {
                 Some(rest) if is_key(rest) || is_table(rest) => rest,
@@ -544,7 +546,13 @@ mod tests {
         logs.sort_unstable();
         assert_eq!(
             logs,
-            ["concurrency", "files", "flush_interval", "state_dir"]
+            [
+                "concurrency",
+                "files",
+                "flush_interval",
+                "metric_filter_interval",
+                "state_dir"
+            ]
         );
         let file = table["logs"]["files"][0].as_table().unwrap();
         let mut file_keys: Vec<&str> = file.keys().map(|k| k.as_str()).collect();
@@ -557,6 +565,7 @@ mod tests {
             "include_lines",
             "log_group",
             "log_stream",
+            "metric_filters",
             "multiline_start",
             "path",
             "paths",
@@ -566,6 +575,19 @@ mod tests {
             "timezone",
         ];
         assert_eq!(file_keys, expected);
+        let filter = file["metric_filters"][0].as_table().unwrap();
+        let mut filter_keys: Vec<&str> = filter.keys().map(|k| k.as_str()).collect();
+        filter_keys.sort_unstable();
+        let expected = [
+            "default_value",
+            "dimensions",
+            "metric",
+            "namespace",
+            "pattern",
+            "unit",
+            "value",
+        ];
+        assert_eq!(filter_keys, expected);
         let aws = [
             "endpoint",
             "local_mode",
@@ -602,6 +624,9 @@ mod tests {
         assert_eq!(logs.state_dir, PathBuf::from("/var/lib/cloudtail"));
         assert_eq!(logs.flush_interval, "5s");
         assert_eq!(logs.concurrency, 4);
+        assert_eq!(logs.metric_filter_interval, "60s");
+        let filter = &logs.files[0].metric_filters[0];
+        assert_eq!((filter.unit.as_str(), filter.value), ("Count", 1.0));
         assert_eq!(
             raw.agent,
             AgentSection {

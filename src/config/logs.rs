@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::metric_filter::MetricFilterConfig;
+
 /// `[logs]`: the log-file role. Present in the TOML file = enabled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogsConfig {
@@ -18,6 +20,8 @@ pub struct LogsConfig {
     pub flush_interval: Duration,
     /// `logs.concurrency`: `PutLogEvents` calls in flight per stream, 1..=16; default 4.
     pub concurrency: usize,
+    /// `logs.metric_filter_interval`: how often metric filters publish; default 60 s.
+    pub metric_filter_interval: Duration,
     /// `[[logs.files]]`, in the order written; a file matched by two entries goes to the first.
     pub files: Vec<LogFileConfig>,
 }
@@ -52,6 +56,8 @@ pub struct LogFileConfig {
     pub exclude_lines: Vec<String>,
     /// `encoding`: how the file's bytes are decoded.
     pub encoding: Encoding,
+    /// `metric_filters`: counted on every event read, before `include_lines`/`exclude_lines`.
+    pub metric_filters: Vec<MetricFilterConfig>,
 }
 
 /// The valid `retention_days` values (the `PutRetentionPolicy` list).

@@ -10,11 +10,12 @@ use serde::Deserialize;
 
 use super::logs::{Encoding, GroupClass, LogFileConfig, LogsConfig, MultilineStart, NameKind};
 use super::logs::{NameTemplate, StartAt, TimestampFormat, Timezone, RETENTION_DAYS};
+use super::metric_filter::{self, MetricFilterSection};
 use super::validate::{self, quote};
 use super::ConfigError;
 
 /// `[logs]`: tail log files to CloudWatch Logs. Present = enabled.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsSection {
     /// Directory of the checkpoint file (how far each file was delivered). Default
@@ -29,13 +30,17 @@ pub struct LogsSection {
     /// faster but meets the account's throttling sooner.
     #[serde(default = "default_logs_concurrency")]
     pub concurrency: u64,
+    /// How often each metric filter publishes its count, 1s to 1h. Default "60s". Shorter:
+    /// counts show up sooner, in more (aggregated) datums.
+    #[serde(default = "default_metric_filter_interval")]
+    pub metric_filter_interval: String,
     /// The files to tail, one entry per set of globs. At least one.
     #[serde(default)]
     pub files: Vec<LogFileSection>,
 }
 
 /// `[[logs.files]]`: a set of files and where their lines go.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogFileSection {
     /// An absolute glob: `*`, `?`, `[abc]` within a name, `**` across directories.
@@ -80,6 +85,10 @@ pub struct LogFileSection {
     /// "utf-8", "utf-16le" or "latin1". Default "utf-8".
     #[serde(default = "default_encoding")]
     pub encoding: String,
+    /// Local metric filters: count the events that match a regex (before `include_lines` and
+    /// `exclude_lines`) and publish the count to CloudWatch. Default none.
+    #[serde(default)]
+    pub metric_filters: Vec<MetricFilterSection>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -90,6 +99,9 @@ fn default_logs_flush_interval() -> String {
 }
 fn default_logs_concurrency() -> u64 {
     4
+}
+fn default_metric_filter_interval() -> String {
+    "60s".to_owned()
 }
 fn default_log_stream() -> String {
     "{file_name}".to_owned()
@@ -129,6 +141,8 @@ impl LogsSection {
                 ))
             }
         };
+        let metric_filter_interval =
+            metric_filter::interval("logs.metric_filter_interval", &self.metric_filter_interval)?;
         if self.files.is_empty() {
             return Err(ConfigError::Missing {
                 key: "logs.files".to_owned(),
@@ -146,6 +160,7 @@ impl LogsSection {
             state_dir: self.state_dir.clone(),
             flush_interval,
             concurrency,
+            metric_filter_interval,
             files,
         })
     }
@@ -213,6 +228,12 @@ impl LogFileSection {
             include_lines: regexes(&k("include_lines"), &self.include_lines)?,
             exclude_lines: regexes(&k("exclude_lines"), &self.exclude_lines)?,
             encoding: encoding(&k("encoding"), &self.encoding)?,
+            metric_filters: self
+                .metric_filters
+                .iter()
+                .enumerate()
+                .map(|(i, f)| f.resolve(&k(&format!("metric_filters[{i}]"))))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

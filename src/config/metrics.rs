@@ -328,7 +328,7 @@ impl HostMetricsSection {
 }
 
 /// A CloudWatch namespace: 1 to 255 characters, not in the reserved `AWS/` space.
-fn namespace(key: &str, text: &str) -> Result<String, ConfigError> {
+pub(crate) fn namespace(key: &str, text: &str) -> Result<String, ConfigError> {
     let fix = "use 1 to 255 characters not starting with \"AWS/\", e.g. \"MyApp\"";
     if text.is_empty() || text.chars().count() > 255 || text.starts_with("AWS/") {
         return Err(ConfigError::invalid(

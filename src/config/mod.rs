@@ -17,6 +17,7 @@ pub mod file;
 mod layer;
 pub mod logs;
 mod logs_file;
+mod metric_filter;
 pub mod metrics;
 mod validate;
 pub mod xray_yaml;
@@ -24,8 +25,8 @@ pub mod xray_yaml;
 pub use error::ConfigError;
 use layer::Layer;
 pub use logs::{
-    Encoding, GroupClass, LogFileConfig, LogsConfig, MultilineStart, NameKind, NamePart,
-    NameTemplate, Placeholder, StartAt, TimestampFormat, Timezone, MAX_NAME_LEN,
+    Encoding, GroupClass, LogFileConfig, LogsConfig, MetricFilterConfig, MultilineStart, NameKind,
+    NamePart, NameTemplate, Placeholder, StartAt, TimestampFormat, Timezone, MAX_NAME_LEN,
 };
 pub use metrics::{EmfConfig, EmfMode, HostCollector, HostMetricsConfig, StatsdConfig};
 

@@ -1,5 +1,6 @@
 //! `cloudtail check-config`'s listing of the `[logs]` role: for each `[[logs.files]]` entry,
-//! its globs and the files they match right now, with the group and stream each would go to.
+//! its globs and the files they match right now, with the group and stream each would go to,
+//! and the metric filters that count its events.
 //!
 //! Reads directories (the globs are resolved for real) and the local facts placeholders need,
 //! but asks no network service: `{instance_id}` and `{task_id}` show as `unknown` unless
@@ -38,6 +39,13 @@ pub fn describe(config: &Config) -> String {
         if !file.exclude_paths.is_empty() {
             let _ = writeln!(out, "  excluding {}", file.exclude_paths.join(", "));
         }
+        for f in &file.metric_filters {
+            let _ = writeln!(
+                out,
+                "  counting {:?} into {}/{}",
+                f.pattern, f.namespace, f.metric
+            );
+        }
         let mine: Vec<_> = found.iter().filter(|f| f.rule == i).collect();
         if mine.is_empty() {
             let _ = writeln!(
@@ -73,6 +81,7 @@ mod tests {
         let text = format!(
             "[aws]\nregion = \"eu-west-1\"\n[logs]\n[[logs.files]]\npath = \"{}/*\"\n\
              exclude_paths = [\"*.gz\"]\nlog_group = \"/app/{{aws_region}}\"\n\
+             [[logs.files.metric_filters]]\npattern = \"ERROR\"\nmetric = \"E\"\nnamespace = \"App\"\n\
              [[logs.files]]\npath = \"{}/none/*.log\"\nlog_group = \"g\"\n",
             dir.path().display(),
             dir.path().display()
@@ -96,6 +105,7 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("b.gz"), "{out}");
+        assert!(out.contains("  counting \"ERROR\" into App/E"), "{out}");
         assert!(
             out.contains("logs.files[1]") && out.contains("matches no file now"),
             "{out}"

@@ -255,6 +255,7 @@ mod tests {
             include_lines: vec![],
             exclude_lines: vec![],
             encoding: Encoding::Utf8,
+            metric_filters: vec![],
         }
     }
 

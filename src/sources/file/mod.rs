@@ -3,13 +3,16 @@
 //! Parts: `discovery` (which files), `tailer` (one task per file: `reader` → `multiline` →
 //! `filter` → `timestamp` → budget → channel), `fingerprint` (identity), `registry` +
 //! `checkpoint` (how far AWS took each file), `names` (group/stream names), `describe`
-//! (`check-config`'s listing). A source knows nothing of AWS: what leaves here is a bounded
-//! channel of events, each holding its budget permit and the ack of its end offset.
+//! (`check-config`'s listing), `metric_filter` (local metric filters: counted by the
+//! tailers, published by `run`). A source knows nothing of AWS: what leaves here is a bounded
+//! channel of events, each holding its budget permit and the ack of its end offset, and,
+//! with [`FileSource::with_metrics`], a channel of metric-filter datums.
 //!
 //! # Wiring (agent.rs)
 //! ```ignore
 //! let names = NameContext::gather(config.aws.local_mode, Some(aws.region.clone())).await;
 //! let source = FileSource::new(&logs_config, names)?;          // loads checkpoints
+//! let source = source.with_metrics(metric_tx);                // only if metric filters
 //! let checkpointer = source.checkpointer();
 //! let (tx, rx) = tokio::sync::mpsc::channel(1024);
 //! tracker.spawn(source.run(budget.clone(), tx, token.child_token()));
@@ -20,6 +23,7 @@
 //! # Shutdown
 //! When its token is cancelled, `run` stops discovery, stops every tailer (an unfinished line
 //! or a pending multi-line event is left unsent, below the checkpoint), drops every sender,
+//! publishes the metric-filter counts of what they read (then drops its metrics sender),
 //! writes a checkpoint and returns. The pipeline then sees its channel close, flushes and
 //! waits for the sink; only after that may [`Checkpointer::flush_final`] be called, so the
 //! checkpoint includes the batches AWS accepted during the drain. Acks dropped at the deadline
@@ -29,6 +33,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use regex::Regex;
 use tokio::sync::mpsc;
@@ -40,6 +45,7 @@ mod describe;
 pub mod discovery;
 pub mod filter;
 pub mod fingerprint;
+pub mod metric_filter;
 pub mod multiline;
 pub mod names;
 pub mod reader;
@@ -57,11 +63,12 @@ pub use tailer::Timing;
 use crate::config::{LogFileConfig, LogsConfig, MultilineStart, NameKind, StartAt};
 use crate::pipeline::ack::AckTracker;
 use crate::pipeline::budget::Budget;
-use crate::pipeline::{Destination, LogEvent};
+use crate::pipeline::{Destination, LogEvent, MetricDatum};
 use crate::telemetry::COUNTERS;
 use checkpoint::CheckpointError;
 use discovery::{Found, Matcher};
 use fingerprint::{FileId, Fingerprint};
+use metric_filter::MetricFilter;
 use multiline::StartMatcher;
 use registry::{lock, Entry, FileState, Registry};
 use tailer::{ExitReason, FileRules, TailExit, TailSpec};
@@ -100,6 +107,8 @@ pub struct FileSource {
     checkpointer: Checkpointer,
     timing: Timing,
     read_slots: Arc<tokio::sync::Semaphore>,
+    metrics: Option<mpsc::Sender<MetricDatum>>,
+    metric_filter_interval: Duration,
 }
 
 impl FileSource {
@@ -136,7 +145,16 @@ impl FileSource {
             registry,
             timing: Timing::default(),
             read_slots: Arc::new(tokio::sync::Semaphore::new(tailer::READ_SLOTS)),
+            metrics: None,
+            metric_filter_interval: config.metric_filter_interval,
         })
+    }
+
+    /// Publishes the metric filters' counts to `tx` (the metrics pipeline). Without it, the
+    /// filters count (and the telemetry counter grows) but nothing is published.
+    pub fn with_metrics(mut self, tx: mpsc::Sender<MetricDatum>) -> Self {
+        self.metrics = Some(tx);
+        self
     }
 
     /// Shorter timings, for tests.
@@ -184,9 +202,17 @@ impl FileSource {
         self.checkpointer.clone()
     }
 
-    /// Tails until `token` is cancelled, then stops every tailer, writes a checkpoint and
-    /// returns (dropping every clone of `tx`). See the module docs for the shutdown order.
-    pub async fn run(self, budget: Budget, tx: mpsc::Sender<LogEvent>, token: CancellationToken) {
+    /// Tails until `token` is cancelled, then stops every tailer, publishes the last metric
+    /// filter counts, writes a checkpoint and returns (dropping every clone of `tx` and the
+    /// metrics sender). See the module docs for the shutdown order.
+    pub async fn run(
+        mut self,
+        budget: Budget,
+        tx: mpsc::Sender<LogEvent>,
+        token: CancellationToken,
+    ) {
+        let metrics = self.metrics.take();
+        let filters = self.metric_filters();
         let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
         let mut manager = Manager {
             source: &self,
@@ -205,12 +231,16 @@ impl FileSource {
             token.child_token(),
         ));
         let mut ticker = tokio::time::interval(self.timing.checkpoint_every);
+        let mut publish = metric_ticker(self.metric_filter_interval);
         loop {
             tokio::select! {
                 _ = token.cancelled() => break,
                 Some(found) = found_rx.recv() => manager.found(found, false),
                 Some(exit) = exit_rx.recv() => manager.exited(exit),
                 _ = ticker.tick() => self.save().await,
+                _ = publish.tick(), if metrics.is_some() => {
+                    publish_counts(&filters, metrics.as_ref()).await;
+                }
             }
         }
         let _ = discovery.await;
@@ -219,13 +249,38 @@ impl FileSource {
         while let Ok(exit) = exit_rx.try_recv() {
             manager.exited(exit);
         }
+        publish_counts(&filters, metrics.as_ref()).await;
+        drop(metrics);
         self.save().await;
+    }
+
+    /// Every entry's filters, in config order.
+    fn metric_filters(&self) -> Vec<Arc<MetricFilter>> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.metric_filters.filters().iter().cloned())
+            .collect()
     }
 
     async fn save(&self) {
         if let Err(error) = self.checkpointer.save().await {
             tracing::warn!(%error, "Could not write checkpoints.");
         }
+    }
+}
+
+/// Ticks every `every`, the first time one interval from now.
+fn metric_ticker(every: Duration) -> tokio::time::Interval {
+    let every = every.max(Duration::from_millis(1));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+/// Sends the metric filters' counts, if there is a metrics pipeline.
+async fn publish_counts(filters: &[Arc<MetricFilter>], tx: Option<&mpsc::Sender<MetricDatum>>) {
+    if let Some(tx) = tx {
+        metric_filter::emit(filters, tx).await;
     }
 }
 
@@ -242,6 +297,7 @@ fn compile(file: &LogFileConfig) -> Result<FileRules, regex::Error> {
     };
     Ok(FileRules {
         filter: filter::LineFilter::new(&file.include_lines, &file.exclude_lines)?,
+        metric_filters: metric_filter::MetricFilters::new(&file.metric_filters)?,
         start,
         timestamp,
         encoding: file.encoding,

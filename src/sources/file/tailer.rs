@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::filter::LineFilter;
 use super::fingerprint::{find_copy, FileId, Fingerprint};
+use super::metric_filter::MetricFilters;
 use super::multiline::{Multiline, Pending, StartMatcher};
 use super::reader::{finish_message, Line, LineReader};
 use super::registry::{lock, Shared};
@@ -74,6 +75,8 @@ impl Default for Timing {
 pub struct FileRules {
     /// `include_lines` / `exclude_lines`.
     pub filter: LineFilter,
+    /// `metric_filters`: counters shared by every tailer of the entry.
+    pub metric_filters: MetricFilters,
     /// `multiline_start`.
     pub start: Option<StartMatcher>,
     /// `timestamp_format` + `timezone`.
@@ -307,12 +310,13 @@ impl Tail {
         }
     }
 
-    /// Filters, stamps and sends one event. `false`: stopped (cancelled or channel closed).
+    /// Counts, filters, stamps and sends one event. `false`: stopped (cancelled or channel closed).
     async fn emit(&mut self, event: Pending, sender: &Sender<'_>) -> bool {
         let (message, truncated) = finish_message(event.text, event.dropped_bytes);
         if truncated {
             telemetry::log_event_truncated(&self.spec.path);
         }
+        self.spec.rules.metric_filters.count(&message);
         if !self.spec.rules.filter.keeps(&message) {
             COUNTERS.file_source.events_filtered.inc();
             self.tracker.skip(event.end_offset);

@@ -457,3 +457,43 @@ async fn after_a_kill_only_unacked_events_are_sent_again() {
     run.nothing_more().await;
     run.stop().await;
 }
+
+#[tokio::test]
+async fn metric_filters_count_grouped_events_before_the_line_filters_and_publish_at_stop() {
+    let d = dirs();
+    let app = d.logs.join("app.log");
+    append(
+        &app,
+        "ERROR a\n  at x\nINFO b\nERROR c\nINFO d\nERROR e\n  at y\nINFO f\n",
+    );
+    let extra = "multiline_start = '^[A-Z]'\nexclude_lines = [\"ERROR\"]\n\
+                 [[logs.files.metric_filters]]\npattern = \"ERROR\"\nmetric = \"E\"\nnamespace = \"App\"\n\
+                 [[logs.files.metric_filters]]\npattern = \"at \"\nmetric = \"Traces\"\nnamespace = \"App\"\n";
+    let config = logs_config(&d, "*.log", extra);
+    let (metric_tx, mut metric_rx) = mpsc::channel(16);
+    let source = FileSource::new(&config, NameContext::default())
+        .unwrap()
+        .with_timing(fast())
+        .with_metrics(metric_tx);
+    let (tx, mut rx) = mpsc::channel(64);
+    let token = CancellationToken::new();
+    let task = tokio::spawn(source.run(Budget::new(8 << 20), tx, token.clone()));
+    let mut shipped = Vec::new();
+    while shipped.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        shipped.push(event.unwrap().unwrap().message);
+    }
+    assert_eq!(shipped, ["INFO b", "INFO d", "INFO f"]);
+    // The default interval (60 s) has not passed: the counts go out when the source stops.
+    assert!(metric_rx.try_recv().is_err());
+    token.cancel();
+    task.await.unwrap();
+    let mut sums = Vec::new();
+    while let Some(datum) = metric_rx.recv().await {
+        let crate::pipeline::MetricValue::Statistics(s) = datum.value else {
+            panic!("a statistic set");
+        };
+        sums.push((datum.name, s.sum));
+    }
+    assert_eq!(sums, [("E".to_owned(), 3.0), ("Traces".to_owned(), 2.0)]);
+}
