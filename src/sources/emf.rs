@@ -38,6 +38,7 @@ pub mod parse;
 use crate::pipeline::now_ms;
 use framing::{LineBuffer, Next};
 use parse::{Parsed, Rejected, MAX_DOCUMENT_BYTES};
+use tokio::sync::mpsc::error::TrySendError;
 
 /// TCP connections served at once by default; more wait in the kernel's accept queue.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
@@ -303,9 +304,13 @@ async fn hand_on_waiting(
             };
             let total = datums.len();
             for (i, datum) in datums.into_iter().enumerate() {
-                let sent = tokio::select! {
-                    _ = token.cancelled() => false,
-                    sent = tx.send(datum) => sent.is_ok(),
+                let sent = match tx.try_send(datum) {
+                    Ok(()) => true,
+                    Err(TrySendError::Closed(_)) => false,
+                    Err(TrySendError::Full(datum)) => tokio::select! {
+                        _ = token.cancelled() => false,
+                        sent = tx.send(datum) => sent.is_ok(),
+                    },
                 };
                 if !sent {
                     let lost = (total - i) as u64;
@@ -324,9 +329,14 @@ async fn hand_on_waiting(
                 telemetry::emf_dropped(EmfDropReason::NoOutput);
                 return true;
             };
-            let permit = tokio::select! {
-                _ = token.cancelled() => return false,
-                permit = budget.acquire(message.len()) => permit,
+            // The common case takes neither a wait nor the token's lock: only a full budget
+            // or a full channel falls back to waiting (with shutdown in view).
+            let permit = match budget.try_acquire(message.len()) {
+                Some(permit) => Some(permit),
+                None => tokio::select! {
+                    _ = token.cancelled() => return false,
+                    permit = budget.acquire(message.len()) => permit,
+                },
             };
             let Some(permit) = permit else {
                 telemetry::emf_dropped(EmfDropReason::Budget);
@@ -339,9 +349,13 @@ async fn hand_on_waiting(
                 ack: Ack::none(),
                 permit,
             };
-            let sent = tokio::select! {
-                _ = token.cancelled() => return false,
-                sent = tx.send(event) => sent,
+            let sent = match tx.try_send(event) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Closed(_)) => Err(()),
+                Err(TrySendError::Full(event)) => tokio::select! {
+                    _ = token.cancelled() => return false,
+                    sent = tx.send(event) => sent.map_err(|_| ()),
+                },
             };
             if sent.is_err() {
                 telemetry::emf_dropped(EmfDropReason::Channel);
