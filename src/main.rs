@@ -12,6 +12,7 @@ use cloudtail::{aws::AwsError, RunError};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let args: Result<Vec<String>, _> = std::env::args_os()
         .skip(1)
         .map(|a| a.into_string())
@@ -198,4 +199,15 @@ fn fetch(address: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
         ));
     }
     Ok(body.to_string())
+}
+
+/// glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps
+/// freed memory for reuse: with batches of ~1 MB passing between worker threads that is tens
+/// of MB of RSS the agent does not use. Two arenas keep the footprint near what is live.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
