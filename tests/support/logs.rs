@@ -110,7 +110,9 @@ pub async fn log_events(endpoint: &str, group: &str, stream: &str) -> Vec<(i64, 
     }
 }
 
-/// Waits until the stream holds at least `count` events (or `timeout`); returns them.
+/// Waits until the stream holds at least `count` events (or `timeout`); returns them once two
+/// reads in a row agree. moto pages `GetLogEvents` by position in a timestamp-sorted list, so a
+/// read taken while batches still land can see one event on two pages and miss another.
 pub async fn wait_for_events(
     endpoint: &str,
     group: &str,
@@ -119,11 +121,14 @@ pub async fn wait_for_events(
     timeout: std::time::Duration,
 ) -> Vec<(i64, String)> {
     let deadline = std::time::Instant::now() + timeout;
+    let mut previous: Option<Vec<(i64, String)>> = None;
     loop {
         let events = log_events(endpoint, group, stream).await;
-        if events.len() >= count || std::time::Instant::now() >= deadline {
+        let settled = previous.as_ref() == Some(&events);
+        if (events.len() >= count && settled) || std::time::Instant::now() >= deadline {
             return events;
         }
+        previous = Some(events);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
