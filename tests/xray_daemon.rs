@@ -403,6 +403,7 @@ async fn a_flood_with_the_endpoint_down_stays_within_the_budget() {
     let mut agent = Agent::xray_builder(&moto).args(["-m", "8"]).start();
     agent.ready();
     moto.inject_faults(json!({"down": true, "mode": "close"}));
+    let idle_rss_kb = agent.rss_kb();
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let (_, body) = segment("flood");
     let payload = datagram(&format!("{body:<1000}"));
@@ -440,12 +441,18 @@ async fn a_flood_with_the_endpoint_down_stays_within_the_budget() {
         in_use <= (BUDGET_MB * 1024 * 1024) as f64,
         "budget exceeded: {in_use}"
     );
-    let limit_kb = (BUDGET_MB + 20) * 1024;
+    // The promise is "RSS below the budget + 20 MB" for the release binary, whose idle RSS is
+    // ≈ 14 MB (BENCHMARKS.md): that leaves ≈ 6 MB above the budget for growth. This debug
+    // build starts larger, so the test bounds the growth over its own idle RSS instead.
+    let growth_kb = peak_rss_kb.saturating_sub(idle_rss_kb);
+    let limit_kb = (BUDGET_MB + 6) * 1024;
     assert!(
-        peak_rss_kb < limit_kb,
-        "peak RSS {peak_rss_kb} kB ≥ {limit_kb} kB"
+        growth_kb < limit_kb,
+        "RSS grew {growth_kb} kB (idle {idle_rss_kb} kB, peak {peak_rss_kb} kB) ≥ {limit_kb} kB"
     );
-    eprintln!("flood: spillover {spillover}, kernel drops {kernel}, peak RSS {peak_rss_kb} kB");
+    eprintln!(
+        "flood: spillover {spillover}, kernel drops {kernel}, RSS {idle_rss_kb} → {peak_rss_kb} kB"
+    );
 
     moto.inject_faults(json!({"down": false}));
     let (trace_id, fresh) = segment("after-flood");
