@@ -68,13 +68,8 @@ fn sum(points: &[aws_sdk_cloudwatch::types::Datapoint]) -> f64 {
     points.iter().filter_map(|p| p.sum()).sum()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn emf_from_the_real_client_lands_as_log_events() {
-    let moto = Moto::start();
-    let (tcp, udp) = (free_tcp_port(), free_udp_port());
-    let agent = start(&moto, &format!(
-        "[emf]\ntcp_address = \"127.0.0.1:{tcp}\"\nudp_address = \"127.0.0.1:{udp}\"\nlog_group = \"/metrics/default\"\nlog_stream = \"emf-test\"\nmode = \"logs\"\n"
-    ));
+/// Sends the real `aws-embedded-metrics` client's documents to the EMF TCP port.
+fn emit_emf(tcp: u16) {
     let out = run_python(
         "metrics_emit.py",
         &["--emf", &format!("127.0.0.1:{tcp}")],
@@ -85,6 +80,16 @@ async fn emf_from_the_real_client_lands_as_log_events() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emf_from_the_real_client_lands_as_log_events() {
+    let moto = Moto::start();
+    let (tcp, udp) = (free_tcp_port(), free_udp_port());
+    let agent = start(&moto, &format!(
+        "[emf]\ntcp_address = \"127.0.0.1:{tcp}\"\nudp_address = \"127.0.0.1:{udp}\"\nlog_group = \"/metrics/default\"\nlog_stream = \"emf-test\"\nmode = \"logs\"\n"
+    ));
+    emit_emf(tcp);
     // The client names its own group (`<service>-metrics`); the stream falls back to config.
     let events = wait_for_events(
         &moto.endpoint(),
@@ -144,16 +149,7 @@ async fn emf_in_metrics_mode_lands_as_metric_statistics() {
     let agent = start(&moto, &format!(
         "[emf]\ntcp_address = \"127.0.0.1:{tcp}\"\nudp_address = \"127.0.0.1:{udp}\"\nmode = \"metrics\"\n"
     ));
-    let out = run_python(
-        "metrics_emit.py",
-        &["--emf", &format!("127.0.0.1:{tcp}")],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    emit_emf(tcp);
     let mut points = Vec::new();
     for _ in 0..60 {
         points = statistics(&moto, "Real/EMF", "Latency", &[("Service", "real")]).await;

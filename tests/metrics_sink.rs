@@ -44,16 +44,7 @@ fn datum(namespace: &str, name: &str, value: MetricValue) -> MetricDatum {
 
 /// A client as the agent builds it: the SDK's own retries off, the sink's retries only.
 fn agent_client(moto: &Moto) -> aws_sdk_cloudwatch::Client {
-    let config = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
-        .region(aws_sdk_cloudwatch::config::Region::new(
-            support::TEST_REGION,
-        ))
-        .credentials_provider(support::test_credentials())
-        .endpoint_url(moto.endpoint())
-        .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_cloudwatch::Client::from_conf(config)
+    support::cloudwatch_client_without_retries(&moto.endpoint())
 }
 
 fn sink(moto: &Moto) -> CloudWatchMetricsSink {

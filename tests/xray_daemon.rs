@@ -7,27 +7,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    batch_get_trace_documents, new_segment_id, new_trace_id, now_secs, send_udp, wait_until,
-    xray_client, xray_emit, Agent, Moto,
+    batch_get_trace_documents, send_udp, wait_until, xray_client, xray_emit, Agent, Moto,
 };
 
-const HEADER: &str = "{\"format\":\"json\",\"version\":1}";
-
-/// A minimal well-formed segment; returns (trace id, body).
-fn segment(name: &str) -> (String, String) {
-    let trace_id = new_trace_id();
-    let now = now_secs();
-    let body = json!({
-        "name": name, "id": new_segment_id(), "trace_id": trace_id,
-        "start_time": now - 0.5, "end_time": now,
-    })
-    .to_string();
-    (trace_id, body)
-}
-
-fn datagram(body: &str) -> Vec<u8> {
-    format!("{HEADER}\n{body}").into_bytes()
-}
+use support::{xray_datagram as datagram, xray_segment as segment, XRAY_HEADER as HEADER};
 
 /// Waits until every trace id has `expected` documents in X-Ray; returns them.
 async fn wait_for_documents(

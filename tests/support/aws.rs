@@ -51,6 +51,19 @@ pub fn cloudwatch_client(endpoint: &str) -> aws_sdk_cloudwatch::Client {
     aws_sdk_cloudwatch::Client::from_conf(config)
 }
 
+/// A CloudWatch client as the agent builds it: the SDK's own retries off, so a test sees each
+/// injected fault once.
+pub fn cloudwatch_client_without_retries(endpoint: &str) -> aws_sdk_cloudwatch::Client {
+    let config = aws_sdk_cloudwatch::Config::builder()
+        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudwatch::config::Region::new(TEST_REGION))
+        .credentials_provider(test_credentials())
+        .endpoint_url(endpoint)
+        .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(config)
+}
+
 /// Every segment document of the given traces, as `BatchGetTraces` returns them: the raw JSON
 /// text (five trace ids per call, pages followed). Unknown trace ids are skipped. Panics on API
 /// errors.

@@ -32,8 +32,8 @@ mod moto;
 pub use agent::{Agent, AgentBuilder};
 #[allow(unused_imports)]
 pub use aws::{
-    batch_get_trace_documents, batch_get_traces, cloudwatch_client, json_diff, logs_client,
-    test_credentials, xray_client,
+    batch_get_trace_documents, batch_get_traces, cloudwatch_client,
+    cloudwatch_client_without_retries, json_diff, logs_client, test_credentials, xray_client,
 };
 #[allow(unused_imports)]
 pub use http::{http_get, http_request, HttpResponse};
@@ -221,4 +221,24 @@ pub fn send_udp(to: SocketAddr, datagram: &[u8]) {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
     sock.send_to(datagram, to)
         .unwrap_or_else(|e| panic!("send {} bytes to {to}: {e}", datagram.len()));
+}
+
+/// The X-Ray daemon protocol header the SDKs send.
+pub const XRAY_HEADER: &str = "{\"format\":\"json\",\"version\":1}";
+
+/// A minimal well-formed segment named `name`: (trace id, body).
+pub fn xray_segment(name: &str) -> (String, String) {
+    let trace_id = new_trace_id();
+    let now = now_secs();
+    let body = serde_json::json!({
+        "name": name, "id": new_segment_id(), "trace_id": trace_id,
+        "start_time": now - 0.5, "end_time": now,
+    })
+    .to_string();
+    (trace_id, body)
+}
+
+/// `body` behind the daemon protocol header, as one datagram.
+pub fn xray_datagram(body: &str) -> Vec<u8> {
+    format!("{XRAY_HEADER}\n{body}").into_bytes()
 }
