@@ -23,6 +23,7 @@ use crate::xray_proxy::{ProxyCounters, ProxyError};
 
 mod logs;
 mod metrics;
+mod reload;
 mod traces;
 
 /// Why the agent could not start.
@@ -69,8 +70,13 @@ pub(crate) struct Wiring {
     abort: CancellationToken,
 }
 
-/// Runs the agent until `token` is cancelled, then flushes and returns.
-pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunError> {
+/// Runs the agent until `token` is cancelled, then flushes and returns. Each config from
+/// `reloads` (a SIGHUP, already loaded and checked) is applied as `agent/reload.rs` says.
+pub async fn run(
+    config: Config,
+    token: CancellationToken,
+    mut reloads: tokio::sync::mpsc::Receiver<Config>,
+) -> Result<(), RunError> {
     let wiring = Wiring {
         budget: Budget::new(budget_bytes(&config)),
         tracker: TaskTracker::new(),
@@ -86,6 +92,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         wiring.tracker.spawn(server);
     }
     let mut checkpointer = None;
+    let mut files_reload = None;
     let needs_aws = config.xray.is_some() || config.logs.is_some() || metrics::enabled(&config);
     if needs_aws {
         let aws = aws::load(&config.aws).await?;
@@ -99,7 +106,9 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         if let (Some(settings), Some(tx)) = (&config.logs, &log_tx) {
             let filter_tx = metric_tx.clone().filter(|_| metrics::has_filters(&config));
             let files = logs::start_files(&config, settings, &aws, &wiring, tx.clone(), filter_tx);
-            checkpointer = Some(files.await?);
+            let (files, reload) = files.await?;
+            checkpointer = Some(files);
+            files_reload = Some(reload);
         }
         if let Some(metric_tx) = metric_tx {
             metrics::start(&config, &wiring, log_tx, metric_tx).await?;
@@ -108,8 +117,14 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());
     wiring.tracker.spawn(summaries);
     tracing::info!("cloudtail started.");
-    wiring.token.cancelled().await;
     let timeout = config.agent.shutdown_timeout;
+    let mut reloader = reload::Reloader::new(config, files_reload);
+    loop {
+        tokio::select! {
+            _ = wiring.token.cancelled() => break,
+            Some(new) = reloads.recv() => reloader.apply(new, &wiring),
+        }
+    }
     shutdown::drain(&wiring.tracker, &wiring.abort, timeout).await;
     if let Some(checkpointer) = checkpointer {
         if let Err(error) = checkpointer.flush_final().await {

@@ -104,7 +104,9 @@ fn run(args: &RunArgs) -> ExitCode {
     };
     let token = CancellationToken::new();
     runtime.spawn(cloudtail::shutdown::cancel_on_signal(token.clone()));
-    let outcome = runtime.block_on(cloudtail::run(config, token));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    runtime.spawn(reload_on_sighup(args.clone(), reload_tx));
+    let outcome = runtime.block_on(cloudtail::run(config, token, reload_rx));
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,6 +119,31 @@ fn run(args: &RunArgs) -> ExitCode {
                 | RunError::Proxy(_)
                 | RunError::Files(_) => ExitCode::from(2),
                 RunError::Bind { .. } => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// At each SIGHUP, loads the config again with the same command line and hands it to the
+/// agent; a config that does not load is logged and the running one stays.
+async fn reload_on_sighup(args: RunArgs, tx: tokio::sync::mpsc::Sender<Config>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "Cannot listen for SIGHUP; the config will not be reloaded.");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match load_config(&args) {
+            Ok(config) => {
+                if tx.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: the new configuration is rejected; the running one stays.");
             }
         }
     }

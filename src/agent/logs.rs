@@ -4,6 +4,7 @@
 
 use tokio::sync::mpsc;
 
+use super::reload::FilesReload;
 use super::{RunError, Wiring};
 use crate::aws::AwsContext;
 use crate::config::{Config, LogsConfig};
@@ -36,7 +37,8 @@ pub(super) fn start_pipeline(
     tx
 }
 
-/// Starts tailing; returns the checkpointer whose final write must follow the drain.
+/// Starts tailing; returns the checkpointer whose final write must follow the drain, and the
+/// handle that hands the source a reloaded `[[logs.files]]` list.
 /// `metric_tx`: where the metric filters publish (`None` when the config has none).
 pub(super) async fn start_files(
     config: &Config,
@@ -45,9 +47,10 @@ pub(super) async fn start_files(
     wiring: &Wiring,
     tx: mpsc::Sender<LogEvent>,
     metric_tx: Option<mpsc::Sender<MetricDatum>>,
-) -> Result<Checkpointer, RunError> {
+) -> Result<(Checkpointer, FilesReload), RunError> {
     let names = NameContext::gather(config.aws.local_mode, Some(aws.region.clone())).await;
-    let mut source = FileSource::new(settings, names)?;
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let mut source = FileSource::new(settings, names.clone())?.with_reloads(reload_rx);
     if let Some(metric_tx) = metric_tx {
         source = source.with_metrics(metric_tx);
     }
@@ -66,5 +69,10 @@ pub(super) async fn start_files(
         .tracker
         .spawn(source.run(wiring.budget.clone(), tx, token));
     tracing::info!(files = settings.files.len(), "Log files role started.");
-    Ok(checkpointer)
+    let reload = FilesReload {
+        tx: reload_tx,
+        names,
+        client,
+    };
+    Ok((checkpointer, reload))
 }

@@ -29,7 +29,7 @@ pub struct Found {
 }
 
 /// The compiled globs of every entry, and the directories they need walked.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Matcher {
     rules: Vec<RuleGlobs>,
     /// Base directory → how deep below it files may match (`None`: any depth).

@@ -96,12 +96,53 @@ pub enum FileSourceError {
     Regex(#[from] regex::Error),
 }
 
-/// The file source, built and ready to [`run`](FileSource::run).
-#[derive(Debug)]
-pub struct FileSource {
+/// What a `[[logs.files]]` list compiles to; replaced as a whole when the config is reloaded.
+#[derive(Debug, Default)]
+struct Entries {
     files: Vec<LogFileConfig>,
     rules: Vec<Arc<FileRules>>,
     matcher: Arc<Matcher>,
+}
+
+impl Entries {
+    /// Compiles `files`, reusing the compiled rules of entries that `previous` has unchanged,
+    /// so their tailers' metric-filter counts stay in the list that publishes them.
+    fn compile(
+        files: &[LogFileConfig],
+        previous: Option<&Entries>,
+    ) -> Result<Self, FileSourceError> {
+        let reuse = |file: &LogFileConfig| {
+            let old = previous?;
+            let at = old.files.iter().position(|f| f == file)?;
+            old.rules.get(at).cloned()
+        };
+        let rules = files
+            .iter()
+            .map(|f| match reuse(f) {
+                Some(rules) => Ok(rules),
+                None => compile(f).map(Arc::new),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Entries {
+            files: files.to_vec(),
+            rules,
+            matcher: Arc::new(Matcher::new(files)?),
+        })
+    }
+
+    /// Every entry's metric filters, in config order.
+    fn metric_filters(&self) -> Vec<Arc<MetricFilter>> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.metric_filters.filters().iter().cloned())
+            .collect()
+    }
+}
+
+/// The file source, built and ready to [`run`](FileSource::run).
+#[derive(Debug)]
+pub struct FileSource {
+    entries: Entries,
     names: NameContext,
     registry: Arc<Mutex<Registry>>,
     checkpointer: Checkpointer,
@@ -109,6 +150,7 @@ pub struct FileSource {
     read_slots: Arc<tokio::sync::Semaphore>,
     metrics: Option<mpsc::Sender<MetricDatum>>,
     metric_filter_interval: Duration,
+    reloads: Option<mpsc::Receiver<Vec<LogFileConfig>>>,
 }
 
 impl FileSource {
@@ -127,19 +169,12 @@ impl FileSource {
             }
             Err(e) => return Err(e.into()),
         };
-        let rules = config
-            .files
-            .iter()
-            .map(|f| compile(f).map(Arc::new))
-            .collect::<Result<_, _>>()?;
         let registry = Arc::new(Mutex::new(Registry {
             files: HashMap::new(),
             unclaimed,
         }));
         Ok(FileSource {
-            files: config.files.clone(),
-            rules,
-            matcher: Arc::new(Matcher::new(&config.files)?),
+            entries: Entries::compile(&config.files, None)?,
             names,
             checkpointer: Checkpointer::new(Arc::clone(&registry), &config.state_dir),
             registry,
@@ -147,7 +182,17 @@ impl FileSource {
             read_slots: Arc::new(tokio::sync::Semaphore::new(tailer::READ_SLOTS)),
             metrics: None,
             metric_filter_interval: config.metric_filter_interval,
+            reloads: None,
         })
+    }
+
+    /// Takes new `[[logs.files]]` lists from `rx` while running (a config reload). Files that
+    /// an unchanged entry matches keep their tailer, open handle and offset; the tailers of
+    /// changed or removed entries stop after the last event they handed on, and a file that a
+    /// new or changed entry matches is picked up where its old tailer stopped.
+    pub fn with_reloads(mut self, rx: mpsc::Receiver<Vec<LogFileConfig>>) -> Self {
+        self.reloads = Some(rx);
+        self
     }
 
     /// Publishes the metric filters' counts to `tx` (the metrics pipeline). Without it, the
@@ -167,34 +212,7 @@ impl FileSource {
     /// whose group name does not depend on the file (`{file_name}`, `{date}`). Groups that do
     /// get theirs when the sink creates them.
     pub fn startup_destinations(&self) -> Vec<Destination> {
-        let today = chrono::Utc::now().date_naive();
-        self.files
-            .iter()
-            .filter(|f| f.retention_days.is_some())
-            .filter(|f| {
-                !f.log_group.parts.iter().any(|p| {
-                    matches!(
-                        p,
-                        crate::config::NamePart::Placeholder(
-                            crate::config::Placeholder::FileName | crate::config::Placeholder::Date
-                        )
-                    )
-                })
-            })
-            .map(|f| Destination {
-                group: names::render(
-                    &f.log_group,
-                    NameKind::Group,
-                    &self.names,
-                    Path::new(""),
-                    today,
-                ),
-                stream: String::new(),
-                retention_days: f.retention_days,
-                group_class: f.group_class.map(|c| c.as_str().to_owned()),
-                emf: false,
-            })
-            .collect()
+        startup_destinations(&self.entries.files, &self.names)
     }
 
     /// The handle that writes checkpoints; keep it to call `flush_final` after the drain.
@@ -212,24 +230,25 @@ impl FileSource {
         token: CancellationToken,
     ) {
         let metrics = self.metrics.take();
-        let filters = self.metric_filters();
+        let mut reloads = self.reloads.take();
+        let entries = std::mem::take(&mut self.entries);
+        let mut filters = entries.metric_filters();
         let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+        let (found_tx, mut found_rx) = mpsc::channel(1024);
         let mut manager = Manager {
             source: &self,
+            entries,
             budget,
             tx,
             token: token.clone(),
             tailers: TaskTracker::new(),
+            running: HashMap::new(),
             exit_tx,
+            found_tx,
+            discovery: None,
         };
         manager.start_up();
-        let (found_tx, mut found_rx) = mpsc::channel(1024);
-        let discovery = tokio::spawn(discovery::run(
-            Arc::clone(&self.matcher),
-            found_tx,
-            self.timing.poll_every,
-            token.child_token(),
-        ));
+        manager.start_discovery();
         let mut ticker = tokio::time::interval(self.timing.checkpoint_every);
         let mut publish = metric_ticker(self.metric_filter_interval);
         loop {
@@ -241,9 +260,16 @@ impl FileSource {
                 _ = publish.tick(), if metrics.is_some() => {
                     publish_counts(&filters, metrics.as_ref()).await;
                 }
+                Some(files) = next_reload(&mut reloads) => {
+                    // Counts of entries about to go are published now, while they are known.
+                    publish_counts(&filters, metrics.as_ref()).await;
+                    if manager.reload(&files) {
+                        filters = manager.entries.metric_filters();
+                    }
+                }
             }
         }
-        let _ = discovery.await;
+        manager.stop_discovery().await;
         manager.tailers.close();
         manager.tailers.wait().await;
         while let Ok(exit) = exit_rx.try_recv() {
@@ -254,19 +280,39 @@ impl FileSource {
         self.save().await;
     }
 
-    /// Every entry's filters, in config order.
-    fn metric_filters(&self) -> Vec<Arc<MetricFilter>> {
-        self.rules
-            .iter()
-            .flat_map(|r| r.metric_filters.filters().iter().cloned())
-            .collect()
-    }
-
     async fn save(&self) {
         if let Err(error) = self.checkpointer.save().await {
             tracing::warn!(%error, "Could not write checkpoints.");
         }
     }
+}
+
+/// The groups of `files` whose retention must be set before their first events: every entry
+/// with `retention_days` whose group name does not depend on the file (`{file_name}`,
+/// `{date}`). Groups that do get theirs when the sink creates them.
+pub fn startup_destinations(files: &[LogFileConfig], names: &NameContext) -> Vec<Destination> {
+    let today = chrono::Utc::now().date_naive();
+    files
+        .iter()
+        .filter(|f| f.retention_days.is_some())
+        .filter(|f| {
+            !f.log_group.parts.iter().any(|p| {
+                matches!(
+                    p,
+                    crate::config::NamePart::Placeholder(
+                        crate::config::Placeholder::FileName | crate::config::Placeholder::Date
+                    )
+                )
+            })
+        })
+        .map(|f| Destination {
+            group: names::render(&f.log_group, NameKind::Group, names, Path::new(""), today),
+            stream: String::new(),
+            retention_days: f.retention_days,
+            group_class: f.group_class.map(|c| c.as_str().to_owned()),
+            emf: false,
+        })
+        .collect()
 }
 
 /// Ticks every `every`, the first time one interval from now.
@@ -275,6 +321,16 @@ fn metric_ticker(every: Duration) -> tokio::time::Interval {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker
+}
+
+/// The next reload, or never when the source takes none.
+async fn next_reload(
+    reloads: &mut Option<mpsc::Receiver<Vec<LogFileConfig>>>,
+) -> Option<Vec<LogFileConfig>> {
+    match reloads {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sends the metric filters' counts, if there is a metrics pipeline.
@@ -307,11 +363,23 @@ fn compile(file: &LogFileConfig) -> Result<FileRules, regex::Error> {
 /// The running part of [`FileSource::run`]: decides where each file starts and spawns tailers.
 struct Manager<'a> {
     source: &'a FileSource,
+    entries: Entries,
     budget: Budget,
     tx: mpsc::Sender<LogEvent>,
     token: CancellationToken,
     tailers: TaskTracker,
+    /// The running tailers by file: the entry they follow, and how to stop one alone.
+    running: HashMap<FileId, Running>,
     exit_tx: mpsc::UnboundedSender<TailExit>,
+    found_tx: mpsc::Sender<Found>,
+    discovery: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+}
+
+/// A running tailer, as a reload sees it.
+struct Running {
+    entry: LogFileConfig,
+    path: PathBuf,
+    token: CancellationToken,
 }
 
 /// Where a newly seen file starts, and how.
@@ -329,14 +397,67 @@ impl Manager<'_> {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Watches the current entries' globs (replacing the watcher of the previous ones).
+    fn start_discovery(&mut self) {
+        let token = self.token.child_token();
+        let task = tokio::spawn(discovery::run(
+            Arc::clone(&self.entries.matcher),
+            self.found_tx.clone(),
+            self.source.timing.poll_every,
+            token.clone(),
+        ));
+        if let Some((_, old)) = self.discovery.replace((task, token)) {
+            old.cancel();
+        }
+    }
+
+    async fn stop_discovery(&mut self) {
+        if let Some((task, token)) = self.discovery.take() {
+            token.cancel();
+            let _ = task.await;
+        }
+    }
+
+    /// Switches to a new list of entries. `false`: it did not compile (the config loader
+    /// checks every glob and regex, so this is a bug) and the old list stays.
+    fn reload(&mut self, files: &[LogFileConfig]) -> bool {
+        let entries = match Entries::compile(files, Some(&self.entries)) {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::error!(%error, "The new [[logs.files]] list is unusable; keeping the old one.");
+                return false;
+            }
+        };
+        let mut stopped = 0;
+        for running in self.running.values() {
+            if !files.contains(&running.entry) {
+                running.token.cancel();
+                stopped += 1;
+            }
+        }
+        self.entries = entries;
+        self.start_discovery();
+        // New entries apply `start_at` to the files present now, as at start-up; files whose
+        // tailer is stopping are picked up by the next poll, where that tailer stopped.
+        for found in self.entries.matcher.scan() {
+            self.found(found, true);
+        }
+        tracing::info!(
+            entries = files.len(),
+            restarted = stopped,
+            "Log file entries reloaded."
+        );
+        true
+    }
+
     /// The start-up scan, then rotated files found only by their checkpoints.
     fn start_up(&mut self) {
-        for found in self.source.matcher.scan() {
+        for found in self.entries.matcher.scan() {
             self.found(found, true);
         }
         let unclaimed: Vec<checkpoint::Checkpoint> = self.registry().unclaimed.clone();
         for cp in unclaimed {
-            let Some(rule) = self.source.matcher.rule_for(&cp.path) else {
+            let Some(rule) = self.entries.matcher.rule_for(&cp.path) else {
                 continue;
             };
             if let Some(path) = find_sibling(&cp.path, &cp.fingerprint) {
@@ -434,7 +555,7 @@ impl Manager<'_> {
             .iter()
             .any(|c| c.path == found.path || c.fingerprint.id == id);
         let from_end =
-            at_start && !successor && self.source.files[found.rule].start_at == StartAt::End;
+            at_start && !successor && self.entries.files[found.rule].start_at == StartAt::End;
         Some(Start {
             offset: if from_end { size } else { 0 },
             state: None,
@@ -481,7 +602,7 @@ impl Manager<'_> {
             destination: self.destination(&found),
             path: found.path,
             offset: start.offset,
-            rules: Arc::clone(&self.source.rules[found.rule]),
+            rules: Arc::clone(&self.entries.rules[found.rule]),
             state,
             drain_only: start.drain_only,
             read_slots: Arc::clone(&self.source.read_slots),
@@ -489,11 +610,18 @@ impl Manager<'_> {
         COUNTERS.file_source.files_watched.inc();
         tracing::debug!(path = %spec.path.display(), offset = start.offset, "Tailing a log file.");
         let exit_tx = self.exit_tx.clone();
+        let token = self.token.child_token();
+        let running = Running {
+            entry: self.entries.files[found.rule].clone(),
+            path: spec.path.clone(),
+            token: token.clone(),
+        };
+        self.running.insert(id, running);
         let task = tailer::run(
             spec,
             self.budget.clone(),
             self.tx.clone(),
-            self.token.child_token(),
+            token,
             self.source.timing,
         );
         self.tailers.spawn(async move {
@@ -503,7 +631,7 @@ impl Manager<'_> {
     }
 
     fn destination(&self, found: &Found) -> Arc<Destination> {
-        let file = &self.source.files[found.rule];
+        let file = &self.entries.files[found.rule];
         let today = chrono::Utc::now().date_naive();
         let name = |t, k| names::render(t, k, &self.source.names, &found.path, today);
         Arc::new(Destination {
@@ -517,11 +645,28 @@ impl Manager<'_> {
 
     fn exited(&mut self, exit: TailExit) {
         COUNTERS.file_source.files_watched.dec();
-        let mut registry = self.registry();
-        if let Some(entry) = registry.files.get_mut(&exit.id) {
-            entry.running = false;
-            entry.read_offset = exit.read_offset;
-            entry.deleted = exit.reason == ExitReason::Deleted;
+        let running = self.running.remove(&exit.id);
+        {
+            let mut registry = self.registry();
+            if let Some(entry) = registry.files.get_mut(&exit.id) {
+                entry.running = false;
+                entry.read_offset = exit.resume_offset;
+                entry.deleted = exit.reason == ExitReason::Deleted;
+            }
+        }
+        // Stopped by a reload, not by shutdown: the entry that matches the file now takes it
+        // over at once, from where the old tailer stopped.
+        let reloaded = exit.reason == ExitReason::Stopped && !self.token.is_cancelled();
+        if let Some(running) = running.filter(|_| reloaded) {
+            if let Some(rule) = self.entries.matcher.rule_for(&running.path) {
+                self.found(
+                    Found {
+                        rule,
+                        path: running.path,
+                    },
+                    false,
+                );
+            }
         }
     }
 }

@@ -113,6 +113,10 @@ pub struct TailExit {
     pub id: FileId,
     /// The offset after the last byte read.
     pub read_offset: u64,
+    /// The end of the last event handed on (sent or skipped): everything before it is in
+    /// the pipeline's hands; a pending multi-line event or an unfinished line after it is
+    /// not, so a new tailer of the same file must start here.
+    pub resume_offset: u64,
     /// Why.
     pub reason: ExitReason,
 }
@@ -166,6 +170,7 @@ pub async fn run(
     TailExit {
         id: tail.id,
         read_offset: tail.reader.offset(),
+        resume_offset: tail.handed,
         reason,
     }
 }
@@ -177,6 +182,8 @@ struct Tail {
     multiline: Multiline,
     tracker: Arc<AckTracker>,
     fingerprint: Fingerprint,
+    /// See [`TailExit::resume_offset`].
+    handed: u64,
 }
 
 impl Tail {
@@ -191,6 +198,7 @@ impl Tail {
             multiline: Multiline::new(spec.rules.start.clone()),
             tracker,
             fingerprint,
+            handed: spec.offset,
             spec,
         }
     }
@@ -320,6 +328,7 @@ impl Tail {
         if !self.spec.rules.filter.keeps(&message) {
             COUNTERS.file_source.events_filtered.inc();
             self.tracker.skip(event.end_offset);
+            self.handed = event.end_offset;
             return true;
         }
         let now = chrono::Utc::now().timestamp_millis();
@@ -341,6 +350,7 @@ impl Tail {
                 "An event is larger than the whole memory budget; skipped."
             );
             self.tracker.skip(event.end_offset);
+            self.handed = event.end_offset;
             return true;
         };
         let slot = tokio::select! {
@@ -357,6 +367,7 @@ impl Tail {
             ack: self.tracker.register(event.end_offset),
             permit,
         });
+        self.handed = event.end_offset;
         true
     }
 
@@ -431,6 +442,7 @@ impl Tail {
     fn restart(&mut self) {
         tracing::info!(path = %self.spec.path.display(), "Log file truncated; reading it from the start.");
         self.reader.reset(0);
+        self.handed = 0;
         self.multiline.clear();
         self.tracker = AckTracker::new(0);
         self.fingerprint = Fingerprint::of(&self.spec.file).unwrap_or(Fingerprint {
