@@ -19,6 +19,9 @@ use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::config::AwsConfig;
 
+mod no_proxy;
+pub use no_proxy::proxy_for;
+
 /// Why the AWS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {

@@ -74,16 +74,20 @@ pub(super) async fn start(
     Ok(())
 }
 
-/// The TCP sampling proxy, signing with the agent's credentials and going through `-p` if set.
+/// The TCP sampling proxy, signing with the agent's credentials and going through `-p` (or
+/// `HTTPS_PROXY`/`HTTP_PROXY`) unless `NO_PROXY` names the endpoint, as the SDK's calls do.
 fn sampling_proxy(
     config: &Config,
     aws: &AwsContext,
     counters: Arc<ProxyCounters>,
 ) -> Result<SamplingProxy, RunError> {
     let endpoint = aws::xray_endpoint(&config.aws, &aws.region);
-    let uri = endpoint.parse().map_err(|_| RunError::BadEndpoint {
+    let uri: http::Uri = endpoint.parse().map_err(|_| RunError::BadEndpoint {
         endpoint: endpoint.clone(),
     })?;
+    let chosen = aws::proxy_for(config.aws.proxy_address.as_deref(), &uri, |name| {
+        std::env::var(name).ok()
+    });
     let credentials = aws.sdk.credentials_provider().unwrap_or_else(|| {
         aws_credential_types::provider::SharedCredentialsProvider::new(
             aws_credential_types::Credentials::new("", "", None, None, "missing"),
@@ -94,7 +98,7 @@ fn sampling_proxy(
         region: aws.region.clone(),
         credentials,
     };
-    let proxy = match &config.aws.proxy_address {
+    let proxy = match &chosen {
         Some(address) => {
             let with_scheme = if address.contains("://") {
                 address.clone()
