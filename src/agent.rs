@@ -15,7 +15,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::aws::{self, AwsError};
 use crate::config::Config;
-use crate::pipeline::budget::{self, Budget};
+use crate::pipeline::budget::{self, Budget, Pipeline};
+use crate::pipeline::spill::SpillCounters;
 use crate::shutdown;
 use crate::sources::file::FileSourceError;
 use crate::telemetry;
@@ -49,6 +50,14 @@ pub enum RunError {
     /// The file source could not start (state_dir unusable, checkpoint unreadable).
     #[error("cannot start tailing log files: {0}")]
     Files(#[from] FileSourceError),
+    /// The disk spill's directory could not be opened.
+    #[error("cannot open the disk spill in {dir}: {source} (make it writable, set [buffer] spill_dir, or set [buffer] disk_mb = 0)")]
+    Spill {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The endpoint for the sampling proxy is not a URL.
     #[error("the X-Ray endpoint {endpoint:?} is not a URL: use http(s)://HOST[:PORT]")]
     BadEndpoint {
@@ -72,16 +81,27 @@ pub(crate) struct Wiring {
 /// Runs the agent until `token` is cancelled, then flushes and returns.
 pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunError> {
     let wiring = Wiring {
-        budget: Budget::new(budget_bytes(&config)),
+        budget: shared_budget(&config),
         tracker: TaskTracker::new(),
         token,
         abort: CancellationToken::new(),
     };
-    tracing::info!(bytes = wiring.budget.total_bytes(), "Memory budget set.");
+    let floors = Pipeline::ALL.map(|p| wiring.budget.floor_bytes(p));
+    tracing::info!(
+        bytes = wiring.budget.total_bytes(),
+        ?floors,
+        "Memory budget set."
+    );
     let proxy_counters = Arc::new(ProxyCounters::default());
+    let spill = traces::open_spill(&config)?;
     if let Some(address) = config.agent.telemetry_address {
         let listener = bind_tcp(address, "the telemetry server", "--telemetry-address").await?;
-        let gauges = gauges(wiring.budget.clone(), Arc::clone(&proxy_counters));
+        let spill_counters = spill.as_ref().map(|s| s.counters());
+        let gauges = gauges(
+            wiring.budget.clone(),
+            Arc::clone(&proxy_counters),
+            spill_counters,
+        );
         let server = telemetry::serve(listener, gauges, wiring.token.child_token());
         wiring.tracker.spawn(server);
     }
@@ -91,7 +111,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         let aws = aws::load(&config.aws).await?;
         tracing::info!(region = %aws.region, "AWS configured.");
         if let Some(xray) = &config.xray {
-            traces::start(&config, xray, &aws, &wiring, &proxy_counters).await?;
+            traces::start(&config, xray, &aws, &wiring, &proxy_counters, spill).await?;
         }
         let log_tx = (config.logs.is_some() || metrics::needs_logs(&config))
             .then(|| logs::start_pipeline(&config, &aws, &wiring));
@@ -120,6 +140,27 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     Ok(())
 }
 
+/// The process budget, with a floor for each pipeline that runs.
+fn shared_budget(config: &Config) -> Budget {
+    let total = budget_bytes(config);
+    let running = [
+        config.xray.is_some(),
+        config.logs.is_some(),
+        metrics::enabled(config),
+    ];
+    Budget::with_floors(
+        total,
+        budget::floors_for(total, config.buffer.floors, running),
+    )
+}
+
+impl Wiring {
+    /// The budget handle `pipeline`'s sources and queues charge.
+    fn budget_for(&self, pipeline: Pipeline) -> Budget {
+        self.budget.for_pipeline(pipeline)
+    }
+}
+
 /// The configured budget, else 1% of the cgroup limit or host RAM (at least 3 MB).
 fn budget_bytes(config: &Config) -> usize {
     match config.buffer.memory_mb {
@@ -131,11 +172,19 @@ fn budget_bytes(config: &Config) -> usize {
     }
 }
 
-fn gauges(budget: Budget, proxy: Arc<ProxyCounters>) -> telemetry::GaugeFn {
+fn gauges(
+    budget: Budget,
+    proxy: Arc<ProxyCounters>,
+    spill: Option<Arc<SpillCounters>>,
+) -> telemetry::GaugeFn {
     Arc::new(move || {
         let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
         let in_use = budget.in_use_bytes() as f64;
-        vec![
+        let mut readings = pipeline_readings(&budget);
+        if let Some(spill) = &spill {
+            readings.extend(spill_readings(spill));
+        }
+        readings.extend([
             ("cloudtail_buffer_bytes_in_use", "gauge", in_use),
             (
                 "cloudtail_buffer_bytes_total",
@@ -157,8 +206,64 @@ fn gauges(budget: Budget, proxy: Arc<ProxyCounters>) -> telemetry::GaugeFn {
                 "counter",
                 count(&proxy.rejected),
             ),
-        ]
+        ]);
+        readings
     })
+}
+
+/// Bytes each pipeline holds, then each pipeline's floor.
+fn pipeline_readings(budget: &Budget) -> Vec<telemetry::Reading> {
+    const IN_USE: [&str; 3] = [
+        "cloudtail_buffer_pipeline_bytes_in_use{pipeline=\"traces\"}",
+        "cloudtail_buffer_pipeline_bytes_in_use{pipeline=\"logs\"}",
+        "cloudtail_buffer_pipeline_bytes_in_use{pipeline=\"metrics\"}",
+    ];
+    const FLOOR: [&str; 3] = [
+        "cloudtail_buffer_pipeline_bytes_floor{pipeline=\"traces\"}",
+        "cloudtail_buffer_pipeline_bytes_floor{pipeline=\"logs\"}",
+        "cloudtail_buffer_pipeline_bytes_floor{pipeline=\"metrics\"}",
+    ];
+    let in_use = Pipeline::ALL
+        .iter()
+        .zip(IN_USE)
+        .map(|(&p, name)| (name, "gauge", budget.pipeline_in_use_bytes(p) as f64));
+    let floors = Pipeline::ALL
+        .iter()
+        .zip(FLOOR)
+        .map(|(&p, name)| (name, "gauge", budget.floor_bytes(p) as f64));
+    in_use.chain(floors).collect()
+}
+
+/// The traces disk spill's counters.
+fn spill_readings(spill: &SpillCounters) -> Vec<telemetry::Reading> {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+    vec![
+        (
+            "cloudtail_spill_written_total{pipeline=\"traces\"}",
+            "counter",
+            get(&spill.written),
+        ),
+        (
+            "cloudtail_spill_replayed_total{pipeline=\"traces\"}",
+            "counter",
+            get(&spill.replayed),
+        ),
+        (
+            "cloudtail_spill_dropped_total{pipeline=\"traces\"}",
+            "counter",
+            get(&spill.dropped),
+        ),
+        (
+            "cloudtail_spill_corrupt_total{pipeline=\"traces\"}",
+            "counter",
+            get(&spill.corrupt),
+        ),
+        (
+            "cloudtail_spill_bytes{pipeline=\"traces\"}",
+            "gauge",
+            get(&spill.bytes),
+        ),
+    ]
 }
 
 async fn bind_tcp(

@@ -360,10 +360,29 @@ pub fn render_prometheus(gauges: &[Reading]) -> String {
         &backend,
     );
     metrics::render(&mut out);
-    for (name, kind, value) in gauges {
-        write_metric(&mut out, name, "", kind, &[("", *value)]);
-    }
+    render_readings(&mut out, gauges);
     out
+}
+
+/// Readings in order; a name may carry labels (`name{pipeline="logs"}`), and readings of one
+/// name must be adjacent so that its `# TYPE` line is written once.
+fn render_readings(out: &mut String, readings: &[Reading]) {
+    let mut last = "";
+    for (series, kind, value) in readings {
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => (name, labels.trim_end_matches('}')),
+            None => (*series, ""),
+        };
+        if name != last {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            last = name;
+        }
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
 }
 
 /// The file source's counters and its `files_watched` gauge.

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use super::{bind_tcp, RunError, Wiring};
 use crate::aws::AwsContext;
 use crate::config::{Config, EmfMode};
+use crate::pipeline::budget::Pipeline;
 use crate::pipeline::metrics::{self, MetricsSettings};
 use crate::pipeline::{LogEvent, MetricDatum};
 use crate::placeholders::Placeholders;
@@ -39,7 +40,7 @@ pub(super) fn start_pipeline(aws: &AwsContext, wiring: &Wiring) -> mpsc::Sender<
     let (tx, rx) = mpsc::channel::<MetricDatum>(METRIC_CHANNEL);
     let client = aws_sdk_cloudwatch::Client::new(&aws.sdk);
     let sink = CloudWatchMetricsSink::new(client, wiring.abort.clone());
-    let settings = MetricsSettings::new(wiring.budget.clone());
+    let settings = MetricsSettings::new(wiring.budget_for(Pipeline::Metrics));
     wiring.tracker.spawn(metrics::run(rx, sink, settings));
     tx
 }
@@ -75,7 +76,10 @@ pub(super) async fn start(
             logs: log_tx,
             metrics: Some(tx.clone()),
         };
-        let (budget, token) = (wiring.budget.clone(), wiring.token.child_token());
+        let (budget, token) = (
+            wiring.budget_for(Pipeline::Metrics),
+            wiring.token.child_token(),
+        );
         let tcp = emf::run_tcp(
             listener,
             settings.clone(),

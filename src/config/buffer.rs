@@ -42,7 +42,11 @@ impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
             memory_mb: None,
-            floors: [DEFAULT_TRACES_FLOOR, DEFAULT_LOGS_FLOOR, DEFAULT_METRICS_FLOOR],
+            floors: [
+                DEFAULT_TRACES_FLOOR,
+                DEFAULT_LOGS_FLOOR,
+                DEFAULT_METRICS_FLOOR,
+            ],
             disk_mb: 0,
             spill_dir: None,
         }
@@ -130,7 +134,11 @@ impl BufferSection {
                 format!("use at most {MAX_DISK_MB} (MB), or 0 to turn the disk spill off"),
             ));
         }
-        if self.spill_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+        if self
+            .spill_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
             return Err(ConfigError::invalid(
                 "buffer.spill_dir",
                 "\"\"",
@@ -179,7 +187,10 @@ mod tests {
     #[test]
     fn bad_values_name_the_key_and_the_fix() {
         let e = parse("logs_floor = 1.5").unwrap_err();
-        assert!(e.contains("`buffer.logs_floor` = 1.5 is out of range"), "{e}");
+        assert!(
+            e.contains("`buffer.logs_floor` = 1.5 is out of range"),
+            "{e}"
+        );
         let e = parse("traces_floor = -0.1").unwrap_err();
         assert!(e.contains("`buffer.traces_floor`"), "{e}");
         let e = parse("traces_floor = 0.5\nlogs_floor = 0.5").unwrap_err();

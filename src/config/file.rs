@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
-use super::layer::{check, Layer};
 pub use super::buffer::BufferSection;
+use super::layer::{check, Layer};
 pub use super::logs_file::{LogFileSection, LogsSection};
 use super::metrics::{EmfSection, HostMetricsSection, StatsdSection};
 use super::validate;

@@ -196,7 +196,9 @@ impl Budget {
 impl Pool {
     fn lock(&self) -> MutexGuard<'_, [usize; 3]> {
         // The counts stay consistent even if a holder panicked: each update is one statement.
-        self.in_use.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.in_use
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether `pipeline` may take `charge` more bytes while every floor stays available.
@@ -340,11 +342,18 @@ mod tests {
         // Traces got their floor plus the shared part, not the others' floors.
         assert_eq!(budget.pipeline_in_use_bytes(Pipeline::Traces), 7_000);
         let logs_held: Vec<Permit> = (0..20)
-            .map(|_| logs.try_acquire(100 - ITEM_OVERHEAD_BYTES).expect("logs floor"))
+            .map(|_| {
+                logs.try_acquire(100 - ITEM_OVERHEAD_BYTES)
+                    .expect("logs floor")
+            })
             .collect();
         assert!(logs.try_acquire(0).is_none(), "logs past their floor");
         assert!(metrics.try_acquire(900).is_some(), "metrics floor");
-        assert_eq!(budget.in_use_bytes(), 9_000, "the metrics permit was dropped at once");
+        assert_eq!(
+            budget.in_use_bytes(),
+            9_000,
+            "the metrics permit was dropped at once"
+        );
         drop(held);
         assert_eq!(budget.pipeline_in_use_bytes(Pipeline::Traces), 0);
         // With traces idle, logs may go past their floor into the shared part.

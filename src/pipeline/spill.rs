@@ -205,9 +205,7 @@ impl Spill {
     pub fn peek(&self) -> Option<Vec<u8>> {
         let mut state = self.lock();
         let (record, corrupt) = state.peek();
-        self.counters
-            .corrupt
-            .fetch_add(corrupt, Ordering::Relaxed);
+        self.counters.corrupt.fetch_add(corrupt, Ordering::Relaxed);
         self.counters
             .bytes
             .store(state.total_bytes, Ordering::Relaxed);

@@ -45,7 +45,11 @@ fn records_come_back_in_order_across_files_and_read_files_are_deleted() {
     assert_eq!(spill.peek().as_ref(), Some(&docs[0]));
     assert_eq!(drain(&spill), docs);
     assert!(!spill.is_backlogged());
-    assert_eq!(files(dir.path()).len(), 1, "only the file being written is kept");
+    assert_eq!(
+        files(dir.path()).len(),
+        1,
+        "only the file being written is kept"
+    );
     let c = spill.counters();
     assert_eq!(c.written.load(Ordering::Relaxed), 100);
     assert_eq!(c.replayed.load(Ordering::Relaxed), 100);
@@ -97,7 +101,10 @@ fn a_torn_tail_is_skipped_and_counted() {
     let spill = Spill::open(dir.path(), 4 << 20).expect("reopen");
     assert_eq!(drain(&spill), vec![doc(0, 100), doc(1, 100)]);
     assert_eq!(spill.counters().corrupt.load(Ordering::Relaxed), 1);
-    assert!(spill.append(b"after"), "the spill goes on after a torn tail");
+    assert!(
+        spill.append(b"after"),
+        "the spill goes on after a torn tail"
+    );
     assert_eq!(drain(&spill), vec![b"after".to_vec()]);
 }
 
@@ -160,7 +167,10 @@ fn a_full_spill_drops_its_oldest_records_and_counts_them() {
     assert_eq!(got.len() + dropped, 100, "every record read or counted");
     let expected: Vec<Vec<u8>> = (dropped..100).map(|n| doc(n, size)).collect();
     assert_eq!(got, expected, "the newest kept, in order");
-    assert!(!spill.append(&vec![0u8; cap as usize]), "larger than the cap");
+    assert!(
+        !spill.append(&vec![0u8; cap as usize]),
+        "larger than the cap"
+    );
 }
 
 #[test]
