@@ -575,3 +575,27 @@ impl Snapshot {
 pub fn metrics_url(address: SocketAddr) -> String {
     format!("http://{address}/metrics")
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labeled_readings_share_one_type_line() {
+        let readings = [
+            ("cloudtail_x{pipeline=\"traces\"}", "gauge", 1.0),
+            ("cloudtail_x{pipeline=\"logs\"}", "gauge", 2.0),
+            ("cloudtail_y", "counter", 3.0),
+        ];
+        let text = super::render_prometheus(&readings);
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        assert_eq!(
+            tail,
+            [
+                "cloudtail_y 3",
+                "# TYPE cloudtail_y counter",
+                "cloudtail_x{pipeline=\"logs\"} 2",
+                "cloudtail_x{pipeline=\"traces\"} 1",
+                "# TYPE cloudtail_x gauge",
+            ]
+        );
+    }
+}
