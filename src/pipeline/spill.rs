@@ -11,7 +11,8 @@
 //! The spill never exceeds its cap: when full, whole files are dropped oldest first and their
 //! records counted. A record that does not check out (a torn tail after a crash, a corrupt
 //! block) is skipped, counted and logged, never fatal. A file is deleted once read to its end,
-//! so after a crash at most the read part of one file is sent again (at-least-once).
+//! and the read position is saved in `cursor` every second and when the replay stops, so after
+//! a crash at most a second of replayed records is sent again (at-least-once).
 //! Records are written with one `write` each, straight to the file (no user-space buffer), so
 //! a killed process loses nothing it had spilled. The spill never talks to AWS.
 
@@ -22,7 +23,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,10 @@ const MAX_FILE_BYTES: u64 = 4 << 20;
 const MIN_FILE_BYTES: u64 = 64 << 10;
 /// How often an idle replay looks at the spill even without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often the read position is saved while replaying.
+const CURSOR_EVERY: Duration = Duration::from_secs(1);
+/// The file holding the read position: `<file id> <offset>`.
+const CURSOR_FILE: &str = "cursor";
 
 /// What the spill did, read at scrape time (`/metrics`).
 #[derive(Debug, Default)]
@@ -90,6 +95,8 @@ struct State {
     scratch: Vec<u8>,
     /// The last append failed: the next failure is not logged again.
     write_failing: bool,
+    /// When the read position was last saved.
+    cursor_saved: Instant,
 }
 
 /// A capped on-disk queue of documents for one pipeline. Shared by its source(s) (appending)
@@ -120,15 +127,27 @@ impl Spill {
             .filter_map(|e| spill_id(&e.file_name().to_string_lossy()))
             .collect();
         ids.sort_unstable();
+        let cursor = read_cursor(dir);
         let mut files = VecDeque::new();
+        let mut read_offset = 0;
         for id in &ids {
-            let file = File::open(file_path(dir, *id))?;
+            let path = file_path(dir, *id);
+            if cursor.is_some_and(|(read, _)| *id < read) {
+                // Read to its end before the stop; only its deletion was missed.
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            let file = File::open(&path)?;
             let bytes = file.metadata()?.len();
-            let unread = count_records(&file, bytes);
+            let from = match cursor {
+                Some((read, offset)) if read == *id && files.is_empty() => offset.min(bytes),
+                _ => 0,
+            };
+            read_offset = read_offset.max(from);
             files.push_back(SpillFile {
                 id: *id,
                 bytes,
-                unread,
+                unread: count_records(&file, from, bytes),
             });
         }
         let pending = files.iter().map(|f| f.unread).sum();
@@ -145,13 +164,14 @@ impl Spill {
             files,
             writer: None,
             reader: None,
-            read_offset: 0,
+            read_offset,
             peeked: None,
             in_corrupt: false,
             next_id: ids.last().map_or(1, |id| id + 1),
             total_bytes,
             scratch: Vec::new(),
             write_failing: false,
+            cursor_saved: Instant::now(),
         };
         Ok(Spill {
             state: Mutex::new(state),
@@ -214,10 +234,19 @@ impl Spill {
 
     /// Removes the record [`Spill::peek`] returned (unless the cap already dropped it).
     pub fn commit(&self) {
-        if self.lock().commit() {
+        let mut state = self.lock();
+        if state.commit() {
             self.pending.fetch_sub(1, Ordering::Relaxed);
             self.counters.replayed.fetch_add(1, Ordering::Relaxed);
         }
+        if state.cursor_saved.elapsed() >= CURSOR_EVERY {
+            state.save_cursor();
+        }
+    }
+
+    /// Saves the read position now, so a restart does not send the read records again.
+    pub fn save_cursor(&self) {
+        self.lock().save_cursor();
     }
 
     /// Counts records the cap dropped.
@@ -363,6 +392,22 @@ impl State {
         }
     }
 
+    /// Writes `<front id> <offset>` to the cursor file (temp file, then rename). A failure only
+    /// means records may be sent twice after a restart: logged at debug.
+    fn save_cursor(&mut self) {
+        self.cursor_saved = Instant::now();
+        let Some(front) = self.files.front() else {
+            return;
+        };
+        let text = format!("{} {}\n", front.id, self.read_offset);
+        let tmp = self.dir.join(format!("{CURSOR_FILE}.tmp"));
+        let saved =
+            fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, self.dir.join(CURSOR_FILE)));
+        if let Err(error) = saved {
+            tracing::debug!(%error, "Cannot save the disk spill's read position.");
+        }
+    }
+
     fn reader_for(&mut self, id: u64) -> io::Result<&File> {
         if self.reader.as_ref().is_none_or(|(open, _)| *open != id) {
             self.reader = Some((id, File::open(file_path(&self.dir, id))?));
@@ -433,9 +478,18 @@ fn find_magic(file: &File, from: u64, end: u64) -> u64 {
     end
 }
 
-/// Valid records in a file of `bytes` bytes (a startup scan).
-fn count_records(file: &File, bytes: u64) -> u64 {
-    let (mut offset, mut count) = (0, 0);
+/// The saved read position, if there is a readable one.
+fn read_cursor(dir: &Path) -> Option<(u64, u64)> {
+    let text = fs::read_to_string(dir.join(CURSOR_FILE)).ok()?;
+    let mut parts = text.split_whitespace();
+    let id = parts.next()?.parse().ok()?;
+    let offset = parts.next()?.parse().ok()?;
+    Some((id, offset))
+}
+
+/// Valid records between `from` and `bytes` in a file (a startup scan).
+fn count_records(file: &File, from: u64, bytes: u64) -> u64 {
+    let (mut offset, mut count) = (from, 0);
     while offset < bytes {
         offset = match read_at(file, offset, bytes) {
             Read::Record(_, next) => {
@@ -471,14 +525,14 @@ pub async fn replay<T, F>(
     loop {
         let Some(payload) = spill.peek() else {
             tokio::select! {
-                _ = token.cancelled() => return,
+                _ = token.cancelled() => return spill.save_cursor(),
                 _ = spill.appended.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
             }
             continue;
         };
         let permit = tokio::select! {
-            _ = token.cancelled() => return,
+            _ = token.cancelled() => return spill.save_cursor(),
             permit = budget.acquire(payload.len()) => permit,
         };
         spill.commit();
