@@ -21,9 +21,11 @@ use crate::shutdown;
 use crate::sources::file::FileSourceError;
 use crate::telemetry;
 use crate::xray_proxy::{ProxyCounters, ProxyError};
+use spills::Spills;
 
 mod logs;
 mod metrics;
+mod spills;
 mod traces;
 
 /// Why the agent could not start.
@@ -93,10 +95,10 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         "Memory budget set."
     );
     let proxy_counters = Arc::new(ProxyCounters::default());
-    let spill = traces::open_spill(&config)?;
+    let spills = Spills::open(&config)?;
     if let Some(address) = config.agent.telemetry_address {
         let listener = bind_tcp(address, "the telemetry server", "--telemetry-address").await?;
-        let spill_counters = spill.as_ref().map(|s| s.counters());
+        let spill_counters = spills.counters();
         let gauges = gauges(
             wiring.budget.clone(),
             Arc::clone(&proxy_counters),
@@ -111,6 +113,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         let aws = aws::load(&config.aws).await?;
         tracing::info!(region = %aws.region, "AWS configured.");
         if let Some(xray) = &config.xray {
+            let spill = spills.traces.clone();
             traces::start(&config, xray, &aws, &wiring, &proxy_counters, spill).await?;
         }
         let log_tx = (config.logs.is_some() || metrics::needs_logs(&config))
@@ -122,7 +125,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
             checkpointer = Some(files.await?);
         }
         if let Some(metric_tx) = metric_tx {
-            metrics::start(&config, &wiring, log_tx, metric_tx).await?;
+            metrics::start(&config, &wiring, log_tx, metric_tx, spills.emf.clone()).await?;
         }
     }
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());
@@ -175,15 +178,13 @@ fn budget_bytes(config: &Config) -> usize {
 fn gauges(
     budget: Budget,
     proxy: Arc<ProxyCounters>,
-    spill: Option<Arc<SpillCounters>>,
+    spills: [Option<Arc<SpillCounters>>; 2],
 ) -> telemetry::GaugeFn {
     Arc::new(move || {
         let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
         let in_use = budget.in_use_bytes() as f64;
         let mut readings = pipeline_readings(&budget);
-        if let Some(spill) = &spill {
-            readings.extend(spill_readings(spill));
-        }
+        readings.extend(spills::readings(&spills));
         readings.extend([
             ("cloudtail_buffer_bytes_in_use", "gauge", in_use),
             (
@@ -232,38 +233,6 @@ fn pipeline_readings(budget: &Budget) -> Vec<telemetry::Reading> {
         .zip(FLOOR)
         .map(|(&p, name)| (name, "gauge", budget.floor_bytes(p) as f64));
     in_use.chain(floors).collect()
-}
-
-/// The traces disk spill's counters.
-fn spill_readings(spill: &SpillCounters) -> Vec<telemetry::Reading> {
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
-    vec![
-        (
-            "cloudtail_spill_written_total{pipeline=\"traces\"}",
-            "counter",
-            get(&spill.written),
-        ),
-        (
-            "cloudtail_spill_replayed_total{pipeline=\"traces\"}",
-            "counter",
-            get(&spill.replayed),
-        ),
-        (
-            "cloudtail_spill_dropped_total{pipeline=\"traces\"}",
-            "counter",
-            get(&spill.dropped),
-        ),
-        (
-            "cloudtail_spill_corrupt_total{pipeline=\"traces\"}",
-            "counter",
-            get(&spill.corrupt),
-        ),
-        (
-            "cloudtail_spill_bytes{pipeline=\"traces\"}",
-            "gauge",
-            get(&spill.bytes),
-        ),
-    ]
 }
 
 async fn bind_tcp(

@@ -2,13 +2,16 @@
 //! filters into one metrics pipeline and its `PutMetricData` sink. EMF documents in logs mode
 //! go to the shared logs pipeline. The pipeline flushes and ends once every sender is dropped.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use super::{bind_tcp, RunError, Wiring};
 use crate::aws::AwsContext;
 use crate::config::{Config, EmfMode};
-use crate::pipeline::budget::Pipeline;
+use crate::pipeline::budget::{Budget, Pipeline};
 use crate::pipeline::metrics::{self, MetricsSettings};
+use crate::pipeline::spill::{self, Spill};
 use crate::pipeline::{LogEvent, MetricDatum};
 use crate::placeholders::Placeholders;
 use crate::sinks::cloudwatch_metrics::CloudWatchMetricsSink;
@@ -57,6 +60,7 @@ pub(super) async fn start(
     wiring: &Wiring,
     log_tx: Option<mpsc::Sender<LogEvent>>,
     tx: mpsc::Sender<MetricDatum>,
+    emf_spill: Option<Arc<Spill>>,
 ) -> Result<(), RunError> {
     let placeholders = Placeholders::discover(config.aws.local_mode).await;
     if let Some(emf_config) = &config.emf {
@@ -88,11 +92,16 @@ pub(super) async fn start(
             token,
         );
         wiring.tracker.spawn(tcp);
+        let spill = emf_spill.filter(|_| outputs.logs.is_some());
+        if let (Some(spill), Some(log_tx)) = (&spill, &outputs.logs) {
+            replay_emf(wiring, Arc::clone(spill), budget.clone(), log_tx.clone());
+        }
         let udp = emf::run_udp(
             socket,
             settings,
             budget,
             outputs,
+            spill,
             wiring.token.child_token(),
         );
         wiring.tracker.spawn(udp);
@@ -115,6 +124,13 @@ pub(super) async fn start(
     }
     tracing::info!("Metrics role started.");
     Ok(())
+}
+
+/// Sends EMF events spilled to disk back to the logs pipeline as memory frees up.
+fn replay_emf(wiring: &Wiring, spill: Arc<Spill>, budget: Budget, log_tx: mpsc::Sender<LogEvent>) {
+    let token = wiring.token.child_token();
+    let task = spill::replay(spill, budget, log_tx, emf::spilled::decode, token);
+    wiring.tracker.spawn(task);
 }
 
 fn bind_udp(

@@ -2,7 +2,6 @@
 //! sampling proxy, and the daemon's telemetry records; and, when `[buffer] disk_mb` is set,
 //! the disk spill that takes segments the budget has no room for.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,27 +89,6 @@ pub(super) async fn start(
     }
     tracing::info!(udp = %xray.udp_address, tcp = %xray.tcp_address, "X-Ray daemon role listening.");
     Ok(())
-}
-
-/// Opens the traces' disk spill when `[buffer] disk_mb` is set: `<spill_dir>/traces`, where
-/// `spill_dir` defaults to `spill` under the logs' `state_dir`.
-pub(super) fn open_spill(config: &Config) -> Result<Option<Arc<Spill>>, RunError> {
-    if config.buffer.disk_mb == 0 || config.xray.is_none() {
-        return Ok(None);
-    }
-    let base = match (&config.buffer.spill_dir, &config.logs) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(logs)) => logs.state_dir.join("spill"),
-        (None, None) => PathBuf::from("/var/lib/cloudtail/spill"),
-    };
-    let dir = base.join("traces");
-    let cap = config.buffer.disk_mb.saturating_mul(1024 * 1024);
-    let spill = Spill::open(&dir, cap).map_err(|source| RunError::Spill {
-        dir: dir.clone(),
-        source,
-    })?;
-    tracing::info!(dir = %dir.display(), cap_bytes = cap, "Disk spill for traces opened.");
-    Ok(Some(Arc::new(spill)))
 }
 
 /// A spilled document back as a segment; the source checked it was UTF-8 before spilling.

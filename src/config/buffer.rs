@@ -75,10 +75,11 @@ pub struct BufferSection {
     /// Only reserved when a metrics source runs. The three floors add up to at most 0.9.
     #[serde(default = "default_metrics_floor")]
     pub metrics_floor: f64,
-    /// Disk in MB for X-Ray segments that find no memory: they are written to `spill_dir` and
-    /// sent, oldest first, when memory frees up (AWS is back) or after a restart. When full,
-    /// the oldest spilled segments are dropped and counted. Default 0: off (such segments are
-    /// dropped and counted as spillover, as the X-Ray daemon does).
+    /// Disk in MB for datagrams that find no memory: X-Ray segments and EMF events over UDP
+    /// are written to `spill_dir` (one spill each, sharing this cap equally) and sent, oldest
+    /// first, when memory frees up (AWS is back) or after a restart. When full, the oldest
+    /// spilled documents are dropped and counted. Default 0: off (such documents are dropped
+    /// and counted, as the X-Ray daemon does).
     #[serde(default)]
     pub disk_mb: u64,
     /// Directory of the disk spill. Default: `spill` under `[logs] state_dir`

@@ -1,7 +1,8 @@
-//! The traces' disk spill through the real binary: with X-Ray down and a small budget, what
-//! finds no memory goes to disk instead of being dropped, and lands once X-Ray is back, also
-//! after the agent was killed with `-9` and restarted. In its own test binary (floods of
-//! loopback datagrams disturb other tests); its tests take turns for the same reason.
+//! The disk spills through the real binary: with X-Ray (or CloudWatch Logs, for EMF over UDP)
+//! down and a small budget, what finds no memory goes to disk instead of being dropped, and
+//! lands once AWS is back, also after the agent was killed with `-9` and restarted. In its own
+//! test binary (floods of loopback datagrams disturb other tests); its tests take turns for the
+//! same reason.
 
 mod support;
 
@@ -134,7 +135,7 @@ fn x_ray_down(moto: &Moto) {
 
 fn spill_metric(agent: &Agent, name: &str) -> f64 {
     agent
-        .metric(&format!("{name}{{pipeline=\"traces\"}}"))
+        .metric(&format!("{name}{{spill=\"traces\"}}"))
         .unwrap_or_else(|| panic!("{name} in /metrics: {:?}", agent.metrics()))
 }
 
@@ -217,4 +218,102 @@ async fn spilled_documents_land_after_a_kill_and_a_restart() {
         spill_metric(&restarted, "cloudtail_spill_bytes") == 0.0
     });
     assert!(drained, "replayed files are deleted");
+}
+
+/// `count` EMF documents of about `DOCUMENT_BYTES`, numbered by their `Seq` property.
+fn emf_documents(count: usize) -> Vec<String> {
+    let ms = (now_secs() * 1000.0) as i64;
+    (0..count)
+        .map(|n| {
+            json!({
+                "_aws": {"Timestamp": ms, "LogGroupName": "/spill/emf", "LogStreamName": "emf",
+                         "CloudWatchMetrics": [{"Namespace": "Spill", "Dimensions": [["Service"]],
+                                                "Metrics": [{"Name": "Requests", "Unit": "Count"}]}]},
+                "Service": "svc", "Requests": 1, "Seq": n, "Pad": "x".repeat(DOCUMENT_BYTES / 2),
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emf_over_udp_spills_while_cloudwatch_logs_is_down_and_lands_after() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let moto = Moto::start();
+    moto.inject_faults(json!({"status": 503, "count": 100_000_000, "operation": "PutLogEvents"}));
+    let dir = tempfile::tempdir().expect("dir");
+    let (telemetry, tcp, udp) = (free_tcp_port(), free_tcp_port(), free_udp_port());
+    let config = format!(
+        "[agent]\ntelemetry_address = \"127.0.0.1:{telemetry}\"\n\
+         [aws]\nregion = \"us-east-1\"\nendpoint = \"{}\"\nlocal_mode = true\n\
+         [buffer]\nmemory_mb = 3\ndisk_mb = 64\nspill_dir = \"{}\"\n\
+         [emf]\ntcp_address = \"127.0.0.1:{tcp}\"\nudp_address = \"127.0.0.1:{udp}\"\n\
+         log_group = \"/spill/emf\"\nlog_stream = \"emf\"\nmode = \"logs\"\n",
+        moto.endpoint(),
+        spill_dir(dir.path()).display()
+    );
+    let path = dir.path().join("cloudtail.toml");
+    std::fs::write(&path, config).expect("config");
+    let mut agent = Agent::builder()
+        .args(["--config", path.to_str().expect("utf-8"), "-l", "debug"])
+        .telemetry_addr(local(telemetry))
+        .start();
+    agent.ready();
+
+    const COUNT: usize = 5000;
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for (n, doc) in emf_documents(COUNT).iter().enumerate() {
+        while socket.send_to(doc.as_bytes(), local(udp)).is_err() {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        if n % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let series = "cloudtail_emf_documents_total{result=\"emf\"}";
+    let read = wait_until(Duration::from_secs(30), || {
+        agent.metric(series) == Some(COUNT as f64)
+    });
+    assert!(read, "every document read: {:?}", agent.metrics());
+    let m = agent.metrics();
+    assert_eq!(
+        m.get("cloudtail_emf_dropped_total{reason=\"budget\"}"),
+        Some(0.0),
+        "nothing dropped while the spill has room: {m:?}"
+    );
+    let written = m
+        .get("cloudtail_spill_written_total{spill=\"emf\"}")
+        .expect("the EMF spill's counters");
+    assert!(
+        written > 0.0,
+        "the budget was full and the spill took the rest"
+    );
+
+    moto.inject_faults(json!({"clear": true}));
+    let events = support::logs::wait_for_events(
+        &moto.endpoint(),
+        "/spill/emf",
+        "emf",
+        COUNT,
+        Duration::from_secs(180),
+    )
+    .await;
+    let mut seen = vec![0u32; COUNT];
+    for (_, message) in &events {
+        let doc: Value = serde_json::from_str(message).expect("json");
+        if let Some(n) = doc["Seq"].as_u64() {
+            seen[n as usize] += 1;
+        }
+    }
+    let lost = seen.iter().filter(|c| **c == 0).count();
+    let twice = seen.iter().filter(|c| **c > 1).count();
+    assert!(
+        lost == 0 && twice == 0,
+        "{lost} documents lost, {twice} duplicated\n{:?}",
+        agent.metrics()
+    );
+    assert_eq!(
+        agent.metric("cloudtail_spill_replayed_total{spill=\"emf\"}"),
+        Some(written)
+    );
 }
