@@ -9,7 +9,6 @@ mod support;
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -19,7 +18,7 @@ use support::{
 };
 
 /// Floods from two tests at once would share the kernel's loopback backlog.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const DOCUMENTS: usize = 3000;
 const DOCUMENT_BYTES: usize = 2000;
@@ -141,7 +140,7 @@ fn spill_metric(agent: &Agent, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_disk_spill_a_flood_loses_nothing_while_x_ray_is_down() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let moto = Moto::start();
     x_ray_down(&moto);
     let dir = tempfile::tempdir().expect("dir");
@@ -183,7 +182,7 @@ async fn with_the_disk_spill_a_flood_loses_nothing_while_x_ray_is_down() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spilled_documents_land_after_a_kill_and_a_restart() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let moto = Moto::start();
     x_ray_down(&moto);
     let dir = tempfile::tempdir().expect("dir");
@@ -238,7 +237,7 @@ fn emf_documents(count: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn emf_over_udp_spills_while_cloudwatch_logs_is_down_and_lands_after() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let moto = Moto::start();
     moto.inject_faults(json!({"status": 503, "count": 100_000_000, "operation": "PutLogEvents"}));
     let dir = tempfile::tempdir().expect("dir");
