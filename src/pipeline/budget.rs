@@ -181,15 +181,30 @@ impl Budget {
             if let Some(permit) = self.try_acquire(bytes) {
                 return Some(permit);
             }
-            self.pool.waiters.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting::new(&self.pool.waiters);
             // A release may have happened before `waiters` was raised: look once more.
             if let Some(permit) = self.try_acquire(bytes) {
-                self.pool.waiters.fetch_sub(1, Ordering::SeqCst);
                 return Some(permit);
             }
             released.await;
-            self.pool.waiters.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+}
+
+/// Counts a task in [`Pool::waiters`] while it exists, also when its future is dropped
+/// mid-wait (a `select!` that took another branch).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(waiters: &'a AtomicUsize) -> Self {
+        waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiters)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -378,6 +393,16 @@ mod tests {
         assert_eq!(got.ok().and_then(|r| r.ok()).flatten(), Some(564));
         // Traces can never hold more than the total less the logs floor.
         assert!(budget.acquire(600).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_wait_stops_counting_as_a_waiter() {
+        let budget = Budget::new(100);
+        let held = budget.try_acquire(10).expect("fits");
+        let wait = tokio::time::timeout(std::time::Duration::from_millis(10), budget.acquire(30));
+        assert!(wait.await.is_err(), "no room: timed out");
+        assert_eq!(budget.pool.waiters.load(Ordering::SeqCst), 0);
+        drop(held);
     }
 
     #[test]
