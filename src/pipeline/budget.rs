@@ -49,15 +49,6 @@ impl Pipeline {
     /// Every pipeline, in the order of [`Floors`] and of `/metrics`.
     pub const ALL: [Pipeline; 3] = [Pipeline::Traces, Pipeline::Logs, Pipeline::Metrics];
 
-    /// The `pipeline` label in `/metrics`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Pipeline::Traces => "traces",
-            Pipeline::Logs => "logs",
-            Pipeline::Metrics => "metrics",
-        }
-    }
-
     fn index(self) -> usize {
         self as usize
     }
