@@ -11,8 +11,9 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 pub const MAGIC: [u8; 4] = *b"CTS1";
 /// Bytes before the payload.
 pub const HEADER_BYTES: usize = 16;
-/// The largest payload a record may carry; a larger length is corruption, not data.
-pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// The largest payload a record may carry (a 1 MB EMF document, escaped inside its spill
+/// record, is at most about twice that); a larger length is corruption, not data.
+pub const MAX_PAYLOAD_BYTES: usize = 4 << 20;
 
 /// `payload` as one record, appended to `out`.
 pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
