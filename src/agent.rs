@@ -15,15 +15,18 @@ use tokio_util::task::TaskTracker;
 
 use crate::aws::{self, AwsError};
 use crate::config::Config;
-use crate::pipeline::budget::{self, Budget};
+use crate::pipeline::budget::{self, Budget, Pipeline};
+use crate::pipeline::spill::SpillCounters;
 use crate::shutdown;
 use crate::sources::file::FileSourceError;
 use crate::telemetry;
 use crate::xray_proxy::{ProxyCounters, ProxyError};
+use spills::Spills;
 
 mod logs;
 mod metrics;
 mod reload;
+mod spills;
 mod traces;
 
 /// Why the agent could not start.
@@ -50,6 +53,14 @@ pub enum RunError {
     /// The file source could not start (state_dir unusable, checkpoint unreadable).
     #[error("cannot start tailing log files: {0}")]
     Files(#[from] FileSourceError),
+    /// The disk spill's directory could not be opened.
+    #[error("cannot open the disk spill in {dir}: {source} (make it writable, set [buffer] spill_dir, or set [buffer] disk_mb = 0)")]
+    Spill {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The endpoint for the sampling proxy is not a URL.
     #[error("the X-Ray endpoint {endpoint:?} is not a URL: use http(s)://HOST[:PORT]")]
     BadEndpoint {
@@ -78,16 +89,27 @@ pub async fn run(
     mut reloads: tokio::sync::mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
     let wiring = Wiring {
-        budget: Budget::new(budget_bytes(&config)),
+        budget: shared_budget(&config),
         tracker: TaskTracker::new(),
         token,
         abort: CancellationToken::new(),
     };
-    tracing::info!(bytes = wiring.budget.total_bytes(), "Memory budget set.");
+    let floors = Pipeline::ALL.map(|p| wiring.budget.floor_bytes(p));
+    tracing::info!(
+        bytes = wiring.budget.total_bytes(),
+        ?floors,
+        "Memory budget set."
+    );
     let proxy_counters = Arc::new(ProxyCounters::default());
+    let spills = Spills::open(&config)?;
     if let Some(address) = config.agent.telemetry_address {
         let listener = bind_tcp(address, "the telemetry server", "--telemetry-address").await?;
-        let gauges = gauges(wiring.budget.clone(), Arc::clone(&proxy_counters));
+        let spill_counters = spills.counters();
+        let gauges = gauges(
+            wiring.budget.clone(),
+            Arc::clone(&proxy_counters),
+            spill_counters,
+        );
         let server = telemetry::serve(listener, gauges, wiring.token.child_token());
         wiring.tracker.spawn(server);
     }
@@ -98,7 +120,8 @@ pub async fn run(
         let aws = aws::load(&config.aws).await?;
         tracing::info!(region = %aws.region, "AWS configured.");
         if let Some(xray) = &config.xray {
-            traces::start(&config, xray, &aws, &wiring, &proxy_counters).await?;
+            let spill = spills.traces.clone();
+            traces::start(&config, xray, &aws, &wiring, &proxy_counters, spill).await?;
         }
         let log_tx = (config.logs.is_some() || metrics::needs_logs(&config))
             .then(|| logs::start_pipeline(&config, &aws, &wiring));
@@ -111,7 +134,7 @@ pub async fn run(
             files_reload = Some(reload);
         }
         if let Some(metric_tx) = metric_tx {
-            metrics::start(&config, &wiring, log_tx, metric_tx).await?;
+            metrics::start(&config, &wiring, log_tx, metric_tx, spills.emf.clone()).await?;
         }
     }
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());
@@ -135,6 +158,27 @@ pub async fn run(
     Ok(())
 }
 
+/// The process budget, with a floor for each pipeline that runs.
+fn shared_budget(config: &Config) -> Budget {
+    let total = budget_bytes(config);
+    let running = [
+        config.xray.is_some(),
+        config.logs.is_some(),
+        metrics::enabled(config),
+    ];
+    Budget::with_floors(
+        total,
+        budget::floors_for(total, config.buffer.floors, running),
+    )
+}
+
+impl Wiring {
+    /// The budget handle `pipeline`'s sources and queues charge.
+    fn budget_for(&self, pipeline: Pipeline) -> Budget {
+        self.budget.for_pipeline(pipeline)
+    }
+}
+
 /// The configured budget, else 1% of the cgroup limit or host RAM (at least 3 MB).
 fn budget_bytes(config: &Config) -> usize {
     match config.buffer.memory_mb {
@@ -146,11 +190,17 @@ fn budget_bytes(config: &Config) -> usize {
     }
 }
 
-fn gauges(budget: Budget, proxy: Arc<ProxyCounters>) -> telemetry::GaugeFn {
+fn gauges(
+    budget: Budget,
+    proxy: Arc<ProxyCounters>,
+    spills: [Option<Arc<SpillCounters>>; 2],
+) -> telemetry::GaugeFn {
     Arc::new(move || {
         let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
         let in_use = budget.in_use_bytes() as f64;
-        vec![
+        let mut readings = pipeline_readings(&budget);
+        readings.extend(spills::readings(&spills));
+        readings.extend([
             ("cloudtail_buffer_bytes_in_use", "gauge", in_use),
             (
                 "cloudtail_buffer_bytes_total",
@@ -172,8 +222,32 @@ fn gauges(budget: Budget, proxy: Arc<ProxyCounters>) -> telemetry::GaugeFn {
                 "counter",
                 count(&proxy.rejected),
             ),
-        ]
+        ]);
+        readings
     })
+}
+
+/// Bytes each pipeline holds, then each pipeline's floor.
+fn pipeline_readings(budget: &Budget) -> Vec<telemetry::Reading> {
+    const IN_USE: [&str; 3] = [
+        "cloudtail_buffer_pipeline_bytes_in_use{pipeline=\"traces\"}",
+        "cloudtail_buffer_pipeline_bytes_in_use{pipeline=\"logs\"}",
+        "cloudtail_buffer_pipeline_bytes_in_use{pipeline=\"metrics\"}",
+    ];
+    const FLOOR: [&str; 3] = [
+        "cloudtail_buffer_pipeline_bytes_floor{pipeline=\"traces\"}",
+        "cloudtail_buffer_pipeline_bytes_floor{pipeline=\"logs\"}",
+        "cloudtail_buffer_pipeline_bytes_floor{pipeline=\"metrics\"}",
+    ];
+    let in_use = Pipeline::ALL
+        .iter()
+        .zip(IN_USE)
+        .map(|(&p, name)| (name, "gauge", budget.pipeline_in_use_bytes(p) as f64));
+    let floors = Pipeline::ALL
+        .iter()
+        .zip(FLOOR)
+        .map(|(&p, name)| (name, "gauge", budget.floor_bytes(p) as f64));
+    in_use.chain(floors).collect()
 }
 
 async fn bind_tcp(

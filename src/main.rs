@@ -117,7 +117,8 @@ fn run(args: &RunArgs) -> ExitCode {
                 RunError::Aws(AwsError::NoRegion { .. } | AwsError::BadProxy { .. })
                 | RunError::BadEndpoint { .. }
                 | RunError::Proxy(_)
-                | RunError::Files(_) => ExitCode::from(2),
+                | RunError::Files(_)
+                | RunError::Spill { .. } => ExitCode::from(2),
                 RunError::Bind { .. } => ExitCode::FAILURE,
             }
         }

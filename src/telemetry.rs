@@ -360,10 +360,29 @@ pub fn render_prometheus(gauges: &[Reading]) -> String {
         &backend,
     );
     metrics::render(&mut out);
-    for (name, kind, value) in gauges {
-        write_metric(&mut out, name, "", kind, &[("", *value)]);
-    }
+    render_readings(&mut out, gauges);
     out
+}
+
+/// Readings in order; a name may carry labels (`name{pipeline="logs"}`), and readings of one
+/// name must be adjacent so that its `# TYPE` line is written once.
+fn render_readings(out: &mut String, readings: &[Reading]) {
+    let mut last = "";
+    for (series, kind, value) in readings {
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => (name, labels.trim_end_matches('}')),
+            None => (*series, ""),
+        };
+        if name != last {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            last = name;
+        }
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
 }
 
 /// The file source's counters and its `files_watched` gauge.
@@ -555,4 +574,28 @@ impl Snapshot {
 /// Parses an address for the `status` command's client side.
 pub fn metrics_url(address: SocketAddr) -> String {
     format!("http://{address}/metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labeled_readings_share_one_type_line() {
+        let readings = [
+            ("cloudtail_x{pipeline=\"traces\"}", "gauge", 1.0),
+            ("cloudtail_x{pipeline=\"logs\"}", "gauge", 2.0),
+            ("cloudtail_y", "counter", 3.0),
+        ];
+        let text = super::render_prometheus(&readings);
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        assert_eq!(
+            tail,
+            [
+                "cloudtail_y 3",
+                "# TYPE cloudtail_y counter",
+                "cloudtail_x{pipeline=\"logs\"} 2",
+                "cloudtail_x{pipeline=\"traces\"} 1",
+                "# TYPE cloudtail_x gauge",
+            ]
+        );
+    }
 }

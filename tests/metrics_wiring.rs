@@ -143,6 +143,7 @@ async fn start(moto: &Moto) -> Wired {
             emf_settings,
             budget.clone(),
             outputs,
+            None,
             sources.child_token(),
         )),
     ];

@@ -8,6 +8,7 @@ use super::reload::FilesReload;
 use super::{RunError, Wiring};
 use crate::aws::AwsContext;
 use crate::config::{Config, LogsConfig};
+use crate::pipeline::budget::Pipeline;
 use crate::pipeline::logs::{self, LogsSettings};
 use crate::pipeline::{LogEvent, MetricDatum};
 use crate::sinks::cloudwatch_logs::{prepare_groups, CloudWatchLogsSink};
@@ -67,7 +68,7 @@ pub(super) async fn start_files(
     let token = wiring.token.child_token();
     wiring
         .tracker
-        .spawn(source.run(wiring.budget.clone(), tx, token));
+        .spawn(source.run(wiring.budget_for(Pipeline::Logs), tx, token));
     tracing::info!(files = settings.files.len(), "Log files role started.");
     let reload = FilesReload {
         tx: reload_tx,

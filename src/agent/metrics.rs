@@ -2,12 +2,16 @@
 //! filters into one metrics pipeline and its `PutMetricData` sink. EMF documents in logs mode
 //! go to the shared logs pipeline. The pipeline flushes and ends once every sender is dropped.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use super::{bind_tcp, RunError, Wiring};
 use crate::aws::AwsContext;
 use crate::config::{Config, EmfMode};
+use crate::pipeline::budget::{Budget, Pipeline};
 use crate::pipeline::metrics::{self, MetricsSettings};
+use crate::pipeline::spill::{self, Spill};
 use crate::pipeline::{LogEvent, MetricDatum};
 use crate::placeholders::Placeholders;
 use crate::sinks::cloudwatch_metrics::CloudWatchMetricsSink;
@@ -39,7 +43,7 @@ pub(super) fn start_pipeline(aws: &AwsContext, wiring: &Wiring) -> mpsc::Sender<
     let (tx, rx) = mpsc::channel::<MetricDatum>(METRIC_CHANNEL);
     let client = aws_sdk_cloudwatch::Client::new(&aws.sdk);
     let sink = CloudWatchMetricsSink::new(client, wiring.abort.clone());
-    let settings = MetricsSettings::new(wiring.budget.clone());
+    let settings = MetricsSettings::new(wiring.budget_for(Pipeline::Metrics));
     wiring.tracker.spawn(metrics::run(rx, sink, settings));
     tx
 }
@@ -56,6 +60,7 @@ pub(super) async fn start(
     wiring: &Wiring,
     log_tx: Option<mpsc::Sender<LogEvent>>,
     tx: mpsc::Sender<MetricDatum>,
+    emf_spill: Option<Arc<Spill>>,
 ) -> Result<(), RunError> {
     let placeholders = Placeholders::discover(config.aws.local_mode).await;
     if let Some(emf_config) = &config.emf {
@@ -75,7 +80,10 @@ pub(super) async fn start(
             logs: log_tx,
             metrics: Some(tx.clone()),
         };
-        let (budget, token) = (wiring.budget.clone(), wiring.token.child_token());
+        let (budget, token) = (
+            wiring.budget_for(Pipeline::Metrics),
+            wiring.token.child_token(),
+        );
         let tcp = emf::run_tcp(
             listener,
             settings.clone(),
@@ -84,11 +92,16 @@ pub(super) async fn start(
             token,
         );
         wiring.tracker.spawn(tcp);
+        let spill = emf_spill.filter(|_| outputs.logs.is_some());
+        if let (Some(spill), Some(log_tx)) = (&spill, &outputs.logs) {
+            replay_emf(wiring, Arc::clone(spill), budget.clone(), log_tx.clone());
+        }
         let udp = emf::run_udp(
             socket,
             settings,
             budget,
             outputs,
+            spill,
             wiring.token.child_token(),
         );
         wiring.tracker.spawn(udp);
@@ -111,6 +124,13 @@ pub(super) async fn start(
     }
     tracing::info!("Metrics role started.");
     Ok(())
+}
+
+/// Sends EMF events spilled to disk back to the logs pipeline as memory frees up.
+fn replay_emf(wiring: &Wiring, spill: Arc<Spill>, budget: Budget, log_tx: mpsc::Sender<LogEvent>) {
+    let token = wiring.token.child_token();
+    let task = spill::replay(spill, budget, log_tx, emf::spilled::decode, token);
+    wiring.tracker.spawn(task);
 }
 
 fn bind_udp(

@@ -1,5 +1,6 @@
 //! The X-Ray daemon role: UDP segments → traces pipeline → `PutTraceSegments`, the TCP
-//! sampling proxy, and the daemon's telemetry records.
+//! sampling proxy, and the daemon's telemetry records; and, when `[buffer] disk_mb` is set,
+//! the disk spill that takes segments the budget has no room for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,10 @@ use super::{bind_tcp, RunError, Wiring};
 use crate::aws::{self, AwsContext};
 use crate::config::{Config, XrayConfig};
 use crate::metadata;
+use crate::pipeline::budget::Pipeline;
+use crate::pipeline::spill::{self, Spill};
 use crate::pipeline::traces::{self, TracesSettings};
+use crate::pipeline::Segment;
 use crate::sinks::xray::telemetry_records::{self, Reporter};
 use crate::sinks::xray::XraySink;
 use crate::sources::{udp, xray};
@@ -28,13 +32,15 @@ pub(super) async fn start(
     aws: &AwsContext,
     wiring: &Wiring,
     proxy_counters: &Arc<ProxyCounters>,
+    spill: Option<Arc<Spill>>,
 ) -> Result<(), RunError> {
     let Wiring {
-        budget,
         tracker,
         token,
         abort,
+        ..
     } = wiring;
+    let budget = wiring.budget_for(Pipeline::Traces);
     let socket = udp::bind(xray.udp_address, xray.receive_buffer_bytes).map_err(|source| {
         RunError::Bind {
             what: "X-Ray UDP",
@@ -46,7 +52,18 @@ pub(super) async fn start(
     let listener = bind_tcp(xray.tcp_address, "X-Ray TCP", "-t/--bind-tcp").await?;
     let client = aws_sdk_xray::Client::new(&aws.sdk);
     let (tx, rx) = mpsc::channel(SEGMENT_CHANNEL);
-    tracker.spawn(xray::run(socket, budget.clone(), tx, token.child_token()));
+    if let Some(spill) = &spill {
+        let replay = spill::replay(
+            Arc::clone(spill),
+            budget.clone(),
+            tx.clone(),
+            segment_from_spill,
+            token.child_token(),
+        );
+        tracker.spawn(replay);
+    }
+    let source = xray::run(socket, budget, tx, spill, token.child_token());
+    tracker.spawn(source);
     let sink = XraySink::new(client.clone(), xray.retry_max_duration, abort.clone());
     let settings = TracesSettings {
         max_documents: xray.batch_max_documents,
@@ -72,6 +89,15 @@ pub(super) async fn start(
     }
     tracing::info!(udp = %xray.udp_address, tcp = %xray.tcp_address, "X-Ray daemon role listening.");
     Ok(())
+}
+
+/// A spilled document back as a segment; the source checked it was UTF-8 before spilling.
+fn segment_from_spill(
+    payload: Vec<u8>,
+    permit: crate::pipeline::budget::Permit,
+) -> Option<Segment> {
+    let document = String::from_utf8(payload).ok()?;
+    Some(Segment { document, permit })
 }
 
 /// The TCP sampling proxy, signing with the agent's credentials and going through `-p` (or

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
+pub use super::buffer::BufferSection;
 use super::layer::{check, Layer};
 pub use super::logs_file::{LogFileSection, LogsSection};
 use super::metrics::{EmfSection, HostMetricsSection, StatsdSection};
@@ -81,17 +82,6 @@ pub struct AwsSection {
     /// The ARN of the resource running the agent, reported in X-Ray telemetry records.
     /// Default: none. Flag `-a/--resource-arn` wins over it.
     pub resource_arn: Option<String>,
-}
-
-/// `[buffer]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BufferSection {
-    /// Memory in MB (at least 3) for data waiting to be sent, shared by every pipeline; when
-    /// full, new data is dropped and counted. Default: 1% of the cgroup memory limit, else of
-    /// host RAM, at least 3 MB. More rides out longer AWS outages; less bounds the agent's RSS.
-    /// Flag `-m/--buffer-memory` wins over it.
-    pub memory_mb: Option<u64>,
 }
 
 /// `[xray]`: UDP segments in, `PutTraceSegments` out, and the TCP sampling proxy.
@@ -292,6 +282,7 @@ impl RawConfig {
         layer.memory_mb = check(&self.buffer.memory_mb, |mb| {
             validate::buffer_memory_mb("buffer.memory_mb", *mb)
         })?;
+        layer.buffer = Some(self.buffer.resolve()?);
         layer.traces = Some(self.xray.is_some());
         if let Some(xray) = &self.xray {
             xray.fill(&mut layer)?;
@@ -598,7 +589,15 @@ mod tests {
             "role_arn",
         ];
         assert_eq!(keys("aws"), aws);
-        assert_eq!(keys("buffer"), ["memory_mb"]);
+        let buffer = [
+            "disk_mb",
+            "logs_floor",
+            "memory_mb",
+            "metrics_floor",
+            "spill_dir",
+            "traces_floor",
+        ];
+        assert_eq!(keys("buffer"), buffer);
         let xray = [
             "batch_max_documents",
             "concurrency",

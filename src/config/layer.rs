@@ -28,6 +28,8 @@ pub(crate) struct Layer {
     pub local_mode: Option<bool>,
     pub resource_arn: Option<String>,
     pub memory_mb: Option<u64>,
+    /// `[buffer]` less `memory_mb`, from the TOML file only.
+    pub buffer: Option<BufferConfig>,
     /// Whether the X-Ray role runs.
     pub traces: Option<bool>,
     pub udp_address: Option<SocketAddr>,
@@ -93,6 +95,7 @@ impl Layer {
             local_mode: self.local_mode.or(base.local_mode),
             resource_arn: self.resource_arn.or(base.resource_arn),
             memory_mb: self.memory_mb.or(base.memory_mb),
+            buffer: self.buffer.or(base.buffer),
             traces: self.traces.or(base.traces),
             udp_address: self.udp_address.or(base.udp_address),
             tcp_address: self.tcp_address.or(base.tcp_address),
@@ -128,6 +131,7 @@ impl Layer {
             },
             buffer: BufferConfig {
                 memory_mb: self.memory_mb,
+                ..self.buffer.unwrap_or_default()
             },
             xray,
             agent: AgentConfig {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::cli::RunArgs;
 
+mod buffer;
 mod error;
 pub mod file;
 mod layer;
@@ -22,6 +23,7 @@ pub mod metrics;
 mod validate;
 pub mod xray_yaml;
 
+pub use buffer::BufferConfig;
 pub use error::ConfigError;
 use layer::Layer;
 pub use logs::{
@@ -89,14 +91,6 @@ pub struct AwsConfig {
     pub local_mode: bool,
     /// `-a/--resource-arn`, `ResourceARN`, `[aws] resource_arn`: reported in telemetry records.
     pub resource_arn: Option<String>,
-}
-
-/// The memory budget.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct BufferConfig {
-    /// `-m/--buffer-memory`, `TotalBufferSizeMB`, `[buffer] memory_mb`; `None` (or 0 in the
-    /// daemon's YAML) means 1% of the cgroup memory limit, else of host RAM, at least 3 MB.
-    pub memory_mb: Option<u64>,
 }
 
 /// The X-Ray daemon role: UDP segments in, `PutTraceSegments` out, TCP sampling proxy.
@@ -275,7 +269,7 @@ mod tests {
     fn defaults() -> Config {
         Config {
             aws: AwsConfig::default(),
-            buffer: BufferConfig { memory_mb: None },
+            buffer: BufferConfig::default(),
             xray: Some(XrayConfig {
                 udp_address: "127.0.0.1:2000".parse().unwrap(),
                 tcp_address: "127.0.0.1:2000".parse().unwrap(),

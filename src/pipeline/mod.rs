@@ -13,6 +13,7 @@ pub mod budget;
 pub mod logs;
 pub mod metrics;
 pub mod retry;
+pub mod spill;
 pub mod traces;
 pub mod unit;
 

@@ -11,7 +11,8 @@
 //! Memory and backpressure: a TCP connection buffers at most one 1 MB line; a longer line (or
 //! endless bytes without a newline) closes it. A TCP reader `await`s budget before handing an
 //! event on, so a full budget stops reading the socket and the kernel pushes back on the
-//! client; UDP never waits: no budget or a full channel means drop and count. This source
+//! client; UDP never waits: no budget or a full channel means drop and count, or, with the
+//! disk spill on, write the event to the spill (`emf/spilled.rs`) to be sent later. This source
 //! never touches AWS and never blocks the accept loop on one slow connection.
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{EmfConfig, EmfMode};
 use crate::pipeline::ack::Ack;
 use crate::pipeline::budget::Budget;
+use crate::pipeline::spill::Spill;
 use crate::pipeline::{Destination, LogEvent, MetricDatum};
 use crate::placeholders::{legal_log_group, legal_log_stream, Placeholders};
 use crate::sources::udp::Receiver;
@@ -34,6 +36,7 @@ use crate::telemetry::{self, DropReason, EmfDropReason, EmfResult};
 pub mod extract;
 pub mod framing;
 pub mod parse;
+pub mod spilled;
 
 use crate::pipeline::now_ms;
 use framing::{LineBuffer, Next};
@@ -365,14 +368,17 @@ async fn hand_on_waiting(
     }
 }
 
-/// Reads datagrams until `token` is cancelled; every line of each is routed without waiting.
+/// Reads datagrams until `token` is cancelled; every line of each is routed without waiting
+/// (to `spill`, when given, if it finds no memory).
 pub async fn run_udp(
     socket: UdpSocket,
     settings: EmfSettings,
     budget: Budget,
     outputs: EmfOutputs,
+    spill: Option<Arc<Spill>>,
     token: CancellationToken,
 ) {
+    let spill = spill.as_deref();
     let mut receiver = Receiver::new();
     let mut router = Router::new(settings);
     loop {
@@ -390,14 +396,15 @@ pub async fn run_udp(
         for i in 0..count {
             for line in receiver.datagram(i).split(|&b| b == b'\n') {
                 let item = router.route(line);
-                hand_on_now(item, &budget, &outputs);
+                hand_on_now(item, &budget, &outputs, spill);
             }
         }
     }
 }
 
-/// Hands an item on if budget and channel room are there now; else drops and counts it.
-fn hand_on_now(item: Item, budget: &Budget, outputs: &EmfOutputs) {
+/// Hands an item on if budget and channel room are there now; else spills, or drops and counts
+/// it.
+fn hand_on_now(item: Item, budget: &Budget, outputs: &EmfOutputs, spill: Option<&Spill>) {
     match item {
         Item::Nothing | Item::TooLarge => {}
         Item::Datums(datums) => {
@@ -419,8 +426,17 @@ fn hand_on_now(item: Item, budget: &Budget, outputs: &EmfOutputs) {
             let Some(tx) = &outputs.logs else {
                 return telemetry::emf_dropped(EmfDropReason::NoOutput);
             };
-            let Some(permit) = budget.try_acquire(message.len()) else {
-                return telemetry::emf_dropped(EmfDropReason::Budget);
+            // While events wait on disk, new ones queue behind them, in order.
+            let permit = match spill {
+                Some(spill) if spill.is_backlogged() => None,
+                _ => budget.try_acquire(message.len()),
+            };
+            let Some(permit) = permit else {
+                let record = spilled::encode(timestamp_ms, &destination, &message);
+                if !spill.is_some_and(|spill| spill.append(&record)) {
+                    telemetry::emf_dropped(EmfDropReason::Budget);
+                }
+                return;
             };
             let event = LogEvent {
                 timestamp_ms,

@@ -5,8 +5,8 @@
 //! that, a body X-Ray could never accept is rejected here, where it is cheap and can be counted
 //! by reason: it must be UTF-8 (the API takes text), a JSON object or array, and every
 //! top-level document must carry a 16-hex-digit `id` and a `1-xxxxxxxx-xxx…` `trace_id`.
-//! This source never blocks on AWS: when the budget is full the document is dropped and counted
-//! as spillover, as the daemon does.
+//! This source never blocks on AWS: when the budget is full the document goes to the disk
+//! spill when there is one, else it is dropped and counted as spillover, as the daemon does.
 
 use std::borrow::Cow;
 
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::budget::Budget;
+use crate::pipeline::spill::Spill;
 use crate::pipeline::Segment;
 use crate::sources::udp::Receiver;
 use crate::telemetry::{self, RejectReason, COUNTERS};
@@ -108,13 +109,16 @@ pub fn is_trace_id(s: &str) -> bool {
     )
 }
 
-/// Reads datagrams until `token` is cancelled, and hands accepted documents to `tx`.
+/// Reads datagrams until `token` is cancelled, and hands accepted documents to `tx` (or to
+/// `spill` when they find no memory).
 pub async fn run(
     socket: UdpSocket,
     budget: Budget,
     tx: mpsc::Sender<Segment>,
+    spill: Option<std::sync::Arc<Spill>>,
     token: CancellationToken,
 ) {
+    let spill = spill.as_deref();
     let mut receiver = Receiver::new();
     loop {
         let received = tokio::select! {
@@ -131,27 +135,39 @@ pub async fn run(
         COUNTERS.xray.received.add(count as u64);
         tracing::trace!(count, "Datagrams received.");
         for i in 0..count {
-            accept(receiver.datagram(i), &budget, &tx);
+            accept(receiver.datagram(i), &budget, &tx, spill);
         }
         COUNTERS.xray.kernel_drops.raise_to(receiver.kernel_drops);
     }
 }
 
 /// Validates one datagram and queues its document, or counts why not.
-fn accept(datagram: &[u8], budget: &Budget, tx: &mpsc::Sender<Segment>) {
+fn accept(datagram: &[u8], budget: &Budget, tx: &mpsc::Sender<Segment>, spill: Option<&Spill>) {
     let body = match parse_datagram(datagram) {
         Ok(body) => body,
         Err(reason) => return telemetry::segment_rejected(reason, 1),
     };
-    let Some(permit) = budget.try_acquire(body.len()) else {
-        COUNTERS.xray.spillover.inc();
-        return;
+    // While documents wait on disk, new ones queue behind them, in order.
+    let permit = match spill {
+        Some(spill) if spill.is_backlogged() => None,
+        _ => budget.try_acquire(body.len()),
+    };
+    let Some(permit) = permit else {
+        return spill_or_drop(spill, body);
     };
     let segment = Segment {
         document: body.to_owned(),
         permit,
     };
     if tx.try_send(segment).is_err() {
+        spill_or_drop(spill, body);
+    }
+}
+
+/// A document that found no room in memory: to the disk spill if it takes it, else counted as
+/// spillover.
+fn spill_or_drop(spill: Option<&Spill>, body: &str) {
+    if !spill.is_some_and(|spill| spill.append(body.as_bytes())) {
         COUNTERS.xray.spillover.inc();
     }
 }

@@ -169,6 +169,7 @@ async fn udp_datagrams_may_hold_several_lines() {
         settings(EmfMode::Logs),
         budget,
         outputs,
+        None,
         token.clone(),
     ));
     let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
