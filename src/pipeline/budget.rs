@@ -29,7 +29,40 @@ pub struct Budget {
 /// Bytes held from a [`Budget`]; given back when dropped.
 #[derive(Debug)]
 pub struct Permit {
-    _inner: OwnedSemaphorePermit,
+    _inner: Held,
+}
+
+/// A permit of its own, or a share of one taken for a group of items.
+#[derive(Debug)]
+enum Held {
+    Own(OwnedSemaphorePermit),
+    Shared(Arc<OwnedSemaphorePermit>),
+}
+
+impl Permit {
+    /// Turns a permit taken for a group of items (see [`Budget::acquire_items`]) into one
+    /// [`Permit`] per item. The group's bytes come back when the last item is dropped: a
+    /// reader taking budget once per read, not once per line, pays for that with slightly
+    /// later releases, never with a smaller charge.
+    pub fn shared(self) -> SharedPermit {
+        SharedPermit(match self._inner {
+            Held::Own(inner) => Arc::new(inner),
+            Held::Shared(inner) => inner,
+        })
+    }
+}
+
+/// A group's permit, handed out to its items (see [`Permit::shared`]).
+#[derive(Debug, Clone)]
+pub struct SharedPermit(Arc<OwnedSemaphorePermit>);
+
+impl SharedPermit {
+    /// One more item's hold on the group's bytes.
+    pub fn share(&self) -> Permit {
+        Permit {
+            _inner: Held::Shared(Arc::clone(&self.0)),
+        }
+    }
 }
 
 impl Budget {
@@ -60,7 +93,9 @@ impl Budget {
         Arc::clone(&self.semaphore)
             .try_acquire_many_owned(charge)
             .ok()
-            .map(|inner| Permit { _inner: inner })
+            .map(|inner| Permit {
+                _inner: Held::Own(inner),
+            })
     }
 
     /// Waits until `bytes` (plus overhead) are free. `None` if the item is larger than the
@@ -75,7 +110,16 @@ impl Budget {
             .acquire_many_owned(charge)
             .await
             .ok()
-            .map(|inner| Permit { _inner: inner })
+            .map(|inner| Permit {
+                _inner: Held::Own(inner),
+            })
+    }
+
+    /// Waits until `items` items of `bytes` in all are covered (each with its overhead, as if
+    /// acquired one by one), in one acquisition. `None` if that is more than the whole budget.
+    pub async fn acquire_items(&self, items: usize, bytes: usize) -> Option<Permit> {
+        let overhead = items.saturating_sub(1).saturating_mul(ITEM_OVERHEAD_BYTES);
+        self.acquire(bytes.saturating_add(overhead)).await
     }
 }
 
@@ -152,6 +196,22 @@ mod tests {
         drop(a);
         assert_eq!(budget.in_use_bytes(), 0);
         assert!(budget.try_acquire(500).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_shared_permit_charges_per_item_and_returns_with_the_last_item() {
+        let budget = Budget::new(10_000);
+        let group = budget.acquire_items(3, 300).await.expect("fits");
+        assert_eq!(budget.in_use_bytes(), 300 + 3 * ITEM_OVERHEAD_BYTES);
+        let shared = group.shared();
+        let items: Vec<Permit> = (0..3).map(|_| shared.share()).collect();
+        drop(shared);
+        let mut items = items.into_iter();
+        items.next();
+        items.next();
+        assert_eq!(budget.in_use_bytes(), 300 + 3 * ITEM_OVERHEAD_BYTES);
+        drop(items);
+        assert_eq!(budget.in_use_bytes(), 0);
     }
 
     #[tokio::test]
