@@ -2,6 +2,11 @@
 //! events, waits for budget and channel room, and sends them with an ack for the offset just
 //! past each; watches the file for truncation, rename and deletion.
 //!
+//! The per-event work is done once per read where it can be: one clock read, one lock of the
+//! ack tracker, and one budget permit and channel reservation per group of events. It reads
+//! at most [`MAX_UNACKED_BYTES`] ahead of what AWS accepted, so a fast file never holds more
+//! than that in memory, even when the budget would allow it.
+//!
 //! It holds the open descriptor for its whole life, so a renamed or deleted file is read to
 //! its end. When idle it holds no read buffer. It stops: when cancelled (immediately: an
 //! unfinished line or a pending multi-line event is left for the next start, below the
@@ -32,12 +37,13 @@ use crate::pipeline::{now_ms, Destination, LogEvent, LOG_EVENT_OVERHEAD_BYTES};
 use crate::telemetry::{self, COUNTERS};
 
 /// Bytes asked for per read.
-pub const READ_BYTES: usize = 64 * 1024;
+pub const READ_BYTES: usize = 256 * 1024;
 
-/// Most bytes of one file read ahead of what AWS has accepted. Enough for every call in flight
-/// on a stream (4 × ~1 MiB) plus the batch being filled and the next read; more only holds
-/// memory without making anything faster, whatever the memory budget allows.
-pub const MAX_UNACKED_BYTES: u64 = 8 * 1024 * 1024;
+/// Most bytes of one file read ahead of what AWS has accepted: about four full `PutLogEvents`
+/// calls, enough to keep a stream's calls in flight while the next batch fills. More only
+/// holds memory (and the SDK's copies of it) without making anything faster, whatever the
+/// memory budget allows.
+pub const MAX_UNACKED_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Most events queued with one budget permit and one channel reservation.
 const SHIP_GROUP_EVENTS: usize = 256;
