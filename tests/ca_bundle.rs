@@ -166,10 +166,14 @@ fn an_unusable_bundle_stops_the_agent_naming_the_key() {
         } else {
             format!("ca_bundle = \"{configured}\"\n")
         };
+        // A role that calls AWS: the bundle is checked when the AWS configuration is built.
         let text = format!(
             "[agent]\ntelemetry_address = \"127.0.0.1:{}\"\n[aws]\nregion = \"us-east-1\"\n\
-             endpoint = \"https://localhost:9\"\n{aws}",
-            free_tcp_port()
+             endpoint = \"https://localhost:9\"\n{aws}[logs]\nstate_dir = \"{}\"\n\
+             [[logs.files]]\npath = \"{}\"\nlog_group = \"g\"\n",
+            free_tcp_port(),
+            dir.path().join("state").display(),
+            dir.path().join("app.log").display()
         );
         std::fs::write(&config, text).expect("write config");
         let mut builder = Agent::builder().args(["--config", config.to_str().expect("utf-8")]);
