@@ -94,10 +94,15 @@ pub async fn load(settings: &AwsConfig) -> Result<AwsContext, AwsError> {
                 .build(),
         );
     let proxy = proxy_config(settings)?;
-    let ca_bundle = ca_bundle(
-        settings.ca_bundle.as_deref(),
-        non_empty_env("AWS_CA_BUNDLE"),
-    )?;
+    let from_env = non_empty_env("AWS_CA_BUNDLE");
+    let (key, path) = match (&settings.ca_bundle, &from_env) {
+        (Some(path), _) => ("[aws] ca_bundle", path.clone()),
+        (None, env) => (
+            "AWS_CA_BUNDLE",
+            PathBuf::from(env.clone().unwrap_or_default()),
+        ),
+    };
+    let ca_bundle = ca_bundle(settings.ca_bundle.as_deref(), from_env)?;
     if proxy.is_some() || ca_bundle.is_some() {
         let mut trust = TrustStore::default();
         if let Some(pem) = ca_bundle {
@@ -105,8 +110,8 @@ pub async fn load(settings: &AwsConfig) -> Result<AwsContext, AwsError> {
         }
         let tls_context = TlsContext::builder().with_trust_store(trust).build();
         let tls_context = tls_context.map_err(|e| AwsError::BadCaBundle {
-            key: "[aws] ca_bundle",
-            path: settings.ca_bundle.clone().unwrap_or_default(),
+            key,
+            path,
             reason: e.to_string(),
         })?;
         loader = loader.http_client(HttpClientBuilder::new().build_with_connector_fn(
