@@ -10,6 +10,10 @@
 //! - anything else (`CreateLogGroup`, `CreateLogStream`, `PutRetentionPolicy`...): answers `{}`.
 //! - `GET /stats`: `{"calls":N,"events":N,"bytes":N,"other_calls":N,"bad_bodies":N}`.
 //!
+//! With `--tls-cert-out FILE` it serves HTTPS instead, with a self-signed certificate for
+//! `localhost` made at start and written to FILE as PEM (give it to cloudtail as
+//! `[aws] ca_bundle`, endpoint `https://localhost:PORT`), so that the cost of TLS can be measured.
+//!
 //! It never checks signatures, never stores what it receives, and never reaches the network.
 
 use std::convert::Infallible;
@@ -110,9 +114,38 @@ async fn handle(
     }
 }
 
+/// A TLS acceptor with a fresh self-signed certificate for `localhost`, written to `cert_out`.
+fn tls_acceptor(cert_out: &str) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .map_err(std::io::Error::other)?;
+    std::fs::write(cert_out, certified.cert.pem())?;
+    let cert: CertificateDer<'static> = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(std::io::Error::other)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve<S>(stream: S, stats: Arc<Stats>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(stats.clone(), req));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let mut port: u16 = 0;
+    let mut cert_out: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -122,9 +155,11 @@ async fn main() -> std::io::Result<()> {
                     .and_then(|p| p.parse().ok())
                     .expect("--port needs a number")
             }
+            "--tls-cert-out" => cert_out = Some(args.next().expect("--tls-cert-out needs a path")),
             other => panic!("unknown argument {other}"),
         }
     }
+    let tls = cert_out.as_deref().map(tls_acceptor).transpose()?;
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     println!("listening on {}", listener.local_addr()?);
     let stats = Arc::new(Stats::default());
@@ -132,11 +167,16 @@ async fn main() -> std::io::Result<()> {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let stats = stats.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(stats.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            match tls {
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        serve(stream, stats).await;
+                    }
+                }
+                None => serve(stream, stats).await,
+            }
         });
     }
 }

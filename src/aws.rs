@@ -1,21 +1,28 @@
 //! The AWS SDK configuration every sink shares: region, credentials, endpoint, HTTP client.
 //!
 //! The SDK reads its standard environment itself (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_XRAY`,
-//! the credentials chain incl. ECS task role and IMDSv2, `AWS_CA_BUNDLE`); this file adds what
-//! the X-Ray daemon did on top: the region from ECS task metadata before IMDS, local mode that
-//! never asks instance metadata, `-r` to assume a role, `-p` / `HTTPS_PROXY` for a proxy. The
+//! the credentials chain incl. ECS task role and IMDSv2); this file adds what the X-Ray daemon
+//! did on top: the region from ECS task metadata before IMDS, local mode that never asks
+//! instance metadata, `-r` to assume a role, `-p` / `HTTPS_PROXY` for a proxy; and what the
+//! other AWS SDKs honour but the Rust one does not: `[aws] ca_bundle` / `AWS_CA_BUNDLE`, extra
+//! root certificates trusted for every call (checked at start, so a bad file is a clear
+//! error rather than a failure on the first call). The
 //! behaviour version is pinned so an SDK upgrade never changes timeouts silently, and the SDK's
 //! own retries are off: the sinks' retry policy is the only retry layer.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_config::meta::region::ProvideRegion;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{TlsContext, TrustStore};
 use aws_smithy_http_client::{tls, Builder as HttpClientBuilder, Connector};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use crate::config::AwsConfig;
 
@@ -39,6 +46,19 @@ pub enum AwsError {
     BadProxy {
         /// The address given.
         address: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The CA bundle could not be used.
+    #[error(
+        "{key} = {path:?}: {reason}; give a readable PEM file of CA certificates \
+         (-----BEGIN CERTIFICATE----- blocks), or unset it to trust the system's roots only"
+    )]
+    BadCaBundle {
+        /// Where it was set: `[aws] ca_bundle` or `AWS_CA_BUNDLE`.
+        key: &'static str,
+        /// The file named.
+        path: PathBuf,
         /// What was wrong.
         reason: String,
     },
@@ -76,10 +96,33 @@ pub async fn load(settings: &AwsConfig) -> Result<AwsContext, AwsError> {
                 .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                 .build(),
         );
-    if let Some(proxy) = proxy_config(settings)? {
+    let proxy = proxy_config(settings)?;
+    let from_env = non_empty_env("AWS_CA_BUNDLE");
+    let (key, path) = match (&settings.ca_bundle, &from_env) {
+        (Some(path), _) => ("[aws] ca_bundle", path.clone()),
+        (None, env) => (
+            "AWS_CA_BUNDLE",
+            PathBuf::from(env.clone().unwrap_or_default()),
+        ),
+    };
+    let ca_bundle = ca_bundle(settings.ca_bundle.as_deref(), from_env)?;
+    if proxy.is_some() || ca_bundle.is_some() {
+        let mut trust = TrustStore::default();
+        if let Some(pem) = ca_bundle {
+            trust = trust.with_pem_certificate(pem);
+        }
+        let tls_context = TlsContext::builder().with_trust_store(trust).build();
+        let tls_context = tls_context.map_err(|e| AwsError::BadCaBundle {
+            key,
+            path,
+            reason: e.to_string(),
+        })?;
         loader = loader.http_client(HttpClientBuilder::new().build_with_connector_fn(
             move |settings, components| {
-                let mut builder = Connector::builder().proxy_config(proxy.clone());
+                let mut builder = Connector::builder();
+                if let Some(proxy) = &proxy {
+                    builder = builder.proxy_config(proxy.clone());
+                }
                 builder.set_connector_settings(settings.cloned());
                 if let Some(components) = components {
                     builder.set_sleep_impl(components.sleep_impl());
@@ -88,6 +131,7 @@ pub async fn load(settings: &AwsConfig) -> Result<AwsContext, AwsError> {
                     .tls_provider(tls::Provider::Rustls(
                         tls::rustls_provider::CryptoMode::AwsLc,
                     ))
+                    .tls_context(tls_context.clone())
                     .build()
             },
         ));
@@ -150,6 +194,40 @@ fn proxy_config(settings: &AwsConfig) -> Result<Option<ProxyConfig>, AwsError> {
     }
     let from_env = ProxyConfig::from_env();
     Ok((!from_env.is_disabled()).then_some(from_env))
+}
+
+/// The extra roots to trust: `[aws] ca_bundle` (`configured`), else `AWS_CA_BUNDLE` (`from_env`);
+/// `None` when neither is set. The file must hold at least one PEM certificate, and every
+/// certificate in it must be usable as a root: the HTTP client would otherwise fail (or abort)
+/// on its first connection instead of here.
+pub fn ca_bundle(
+    configured: Option<&Path>,
+    from_env: Option<String>,
+) -> Result<Option<Vec<u8>>, AwsError> {
+    let (key, path) = match (configured, from_env) {
+        (Some(path), _) => ("[aws] ca_bundle", path.to_path_buf()),
+        (None, Some(path)) => ("AWS_CA_BUNDLE", PathBuf::from(path)),
+        (None, None) => return Ok(None),
+    };
+    let bad = |reason: String| AwsError::BadCaBundle {
+        key,
+        path: path.clone(),
+        reason,
+    };
+    let pem = std::fs::read(&path).map_err(|e| bad(format!("cannot read it ({e})")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not valid PEM ({e})")))?;
+    if certs.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for (n, cert) in certs.into_iter().enumerate() {
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("certificate {} is not usable ({e})", n + 1)))?;
+    }
+    Ok(Some(pem))
 }
 
 /// Wraps the credentials in an STS AssumeRole provider, refreshed by the SDK before expiry.
@@ -215,5 +293,34 @@ mod tests {
             xray_endpoint(&settings, "us-east-1"),
             "http://127.0.0.1:4566"
         );
+    }
+
+    #[test]
+    fn a_bad_ca_bundle_names_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let error = ca_bundle(Some(&missing), None).unwrap_err().to_string();
+        assert!(error.starts_with("[aws] ca_bundle = "), "{error}");
+        assert!(error.contains("cannot read it"), "{error}");
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "just some text\n").unwrap();
+        let env = Some(text.display().to_string());
+        let error = ca_bundle(None, env).unwrap_err().to_string();
+        assert!(error.starts_with("AWS_CA_BUNDLE = "), "{error}");
+        assert!(error.contains("no certificate"), "{error}");
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
+        let error = ca_bundle(Some(&broken), None).unwrap_err().to_string();
+        assert!(error.contains("not valid PEM"), "{error}");
+        let garbage = dir.path().join("garbage.pem");
+        let body = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        std::fs::write(&garbage, body).unwrap();
+        let error = ca_bundle(Some(&garbage), None).unwrap_err().to_string();
+        assert!(error.contains("certificate 1 is not usable"), "{error}");
+    }
+
+    #[test]
+    fn no_ca_bundle_is_no_extra_roots() {
+        assert!(ca_bundle(None, None).unwrap().is_none());
     }
 }

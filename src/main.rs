@@ -114,7 +114,11 @@ fn run(args: &RunArgs) -> ExitCode {
             tracing::error!(%error, "cloudtail could not start.");
             eprintln!("cloudtail: {error}");
             match error {
-                RunError::Aws(AwsError::NoRegion { .. } | AwsError::BadProxy { .. })
+                RunError::Aws(
+                    AwsError::NoRegion { .. }
+                    | AwsError::BadProxy { .. }
+                    | AwsError::BadCaBundle { .. },
+                )
                 | RunError::BadEndpoint { .. }
                 | RunError::Proxy(_)
                 | RunError::Files(_)

@@ -75,6 +75,10 @@ pub struct AwsSection {
     /// self-signed certificates: it lets anyone on the path read and alter the data.
     #[serde(default)]
     pub no_verify_ssl: bool,
+    /// A PEM file of extra root certificates trusted for every AWS call, on top of the
+    /// system's (a TLS-inspecting proxy's CA, a private endpoint's). Default: none. The
+    /// `AWS_CA_BUNDLE` environment variable does the same when this is unset. Checked at start.
+    pub ca_bundle: Option<String>,
     /// Never ask EC2/ECS instance metadata (for the region or telemetry). Default false. Set it
     /// off-cloud to save the metadata timeout at startup. Flag `-o/--local-mode` wins over it.
     #[serde(default)]
@@ -317,6 +321,7 @@ impl AwsSection {
             })?,
             proxy_address: set(&self.proxy_address),
             no_verify_ssl: Some(self.no_verify_ssl),
+            ca_bundle: set(&self.ca_bundle).map(PathBuf::from),
             local_mode: Some(self.local_mode),
             resource_arn: set(&self.resource_arn),
             ..Layer::default()
@@ -580,6 +585,7 @@ mod tests {
         ];
         assert_eq!(filter_keys, expected);
         let aws = [
+            "ca_bundle",
             "endpoint",
             "local_mode",
             "no_verify_ssl",

@@ -87,6 +87,9 @@ pub struct AwsConfig {
     pub proxy_address: Option<String>,
     /// `NoVerifySSL`, `[aws] no_verify_ssl`: skip TLS certificate checks (test setups only).
     pub no_verify_ssl: bool,
+    /// `[aws] ca_bundle`: a PEM file of extra root certificates trusted for every AWS call
+    /// (`AWS_CA_BUNDLE` when unset).
+    pub ca_bundle: Option<PathBuf>,
     /// `-o/--local-mode`, `LocalMode`, `[aws] local_mode`: never ask EC2/ECS metadata.
     pub local_mode: bool,
     /// `-a/--resource-arn`, `ResourceARN`, `[aws] resource_arn`: reported in telemetry records.

@@ -7,10 +7,18 @@
 //! re-sends at most the batches that were in flight. An [`Ack`] is resolved exactly once, by
 //! value; one dropped unresolved (shutdown deadline, a bug) keeps the checkpoint where it is
 //! and is counted, so that data is read again on the next start rather than lost.
+//!
+//! Offsets are registered in growing order, so the outstanding ones are a sorted queue: a
+//! registration is a push at the back, a resolution a lookup near where the previous one was.
+//! The hot paths take the lock once per run of events, not once per event: a tailer
+//! registers a whole read with [`AckTracker::registrar`], a sink resolves a whole request
+//! with [`Ack::done_all`].
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
 
 /// Acks dropped without being resolved, process-wide.
 pub static DROPPED_UNRESOLVED: AtomicU64 = AtomicU64::new(0);
@@ -19,13 +27,53 @@ pub static DROPPED_UNRESOLVED: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug)]
 pub struct AckTracker {
     inner: Mutex<Inner>,
+    /// Woken whenever `committed` moves, for a reader that waits for its backlog to shrink.
+    advanced: Notify,
 }
 
 #[derive(Debug)]
 struct Inner {
-    /// End offset → acknowledged yet.
-    pending: BTreeMap<u64, bool>,
+    /// (end offset, acknowledged yet), in registration order (growing offsets).
+    pending: VecDeque<(u64, bool)>,
     committed: u64,
+    /// Where the last resolution found its entry: the next one is usually just after it.
+    hint: usize,
+}
+
+impl Inner {
+    /// Marks the entry of `end_offset` as done. Returns whether the head may now move.
+    fn mark(&mut self, end_offset: u64) -> bool {
+        let hint = self.hint;
+        let index = match self.pending.get(hint) {
+            Some(&(offset, false)) if offset == end_offset => Some(hint),
+            _ => {
+                let from = self
+                    .pending
+                    .partition_point(|&(offset, _)| offset < end_offset);
+                (from..self.pending.len())
+                    .take_while(|&i| self.pending[i].0 == end_offset)
+                    .find(|&i| !self.pending[i].1)
+            }
+        };
+        let Some(index) = index else {
+            return false;
+        };
+        self.pending[index].1 = true;
+        self.hint = index + 1;
+        index == 0
+    }
+
+    /// Moves `committed` over the acknowledged head. Returns whether it moved.
+    fn advance(&mut self) -> bool {
+        let mut moved = false;
+        while let Some(&(offset, true)) = self.pending.front() {
+            self.pending.pop_front();
+            self.committed = self.committed.max(offset);
+            self.hint = self.hint.saturating_sub(1);
+            moved = true;
+        }
+        moved
+    }
 }
 
 impl AckTracker {
@@ -33,31 +81,37 @@ impl AckTracker {
     pub fn new(offset: u64) -> Arc<Self> {
         Arc::new(AckTracker {
             inner: Mutex::new(Inner {
-                pending: BTreeMap::new(),
+                pending: VecDeque::new(),
                 committed: offset,
+                hint: 0,
             }),
+            advanced: Notify::new(),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock only means another thread panicked mid-update of plain integers;
-        // the map is still consistent enough to keep the checkpoint conservative.
+        // the queue is still consistent enough to keep the checkpoint conservative.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers an event that ends at `end_offset` (offsets must grow) and returns its ack.
     pub fn register(self: &Arc<Self>, end_offset: u64) -> Ack {
-        self.lock().pending.insert(end_offset, false);
-        Ack {
-            tracker: Some(Arc::clone(self)),
-            end_offset,
-        }
+        self.registrar().register(end_offset)
     }
 
     /// Marks data up to `end_offset` as done without an event (filtered lines, skipped bytes),
     /// in order with the events around it.
     pub fn skip(self: &Arc<Self>, end_offset: u64) {
-        self.register(end_offset).done();
+        self.registrar().skip(end_offset);
+    }
+
+    /// Registers many events under one lock; keep it only as long as a synchronous loop.
+    pub fn registrar(self: &Arc<Self>) -> Registrar<'_> {
+        Registrar {
+            tracker: self,
+            inner: self.lock(),
+        }
     }
 
     /// The offset below which everything was acknowledged.
@@ -65,22 +119,69 @@ impl AckTracker {
         self.lock().committed
     }
 
+    /// Drops the registrations past `offset`: events a stopping reader registered but never
+    /// queued, which the next reader of the file registers again when it reads them anew.
+    pub fn forget_after(&self, offset: u64) {
+        let moved = {
+            let mut inner = self.lock();
+            while inner.pending.back().is_some_and(|&(end, _)| end > offset) {
+                inner.pending.pop_back();
+            }
+            inner.hint = inner.hint.min(inner.pending.len());
+            inner.advance()
+        };
+        if moved {
+            self.advanced.notify_waiters();
+        }
+    }
+
     /// Events read but not yet acknowledged.
     pub fn outstanding(&self) -> usize {
         self.lock().pending.len()
     }
 
-    fn resolve(&self, end_offset: u64) {
-        let mut inner = self.lock();
-        if let Some(done) = inner.pending.get_mut(&end_offset) {
-            *done = true;
-        }
-        while let Some(entry) = inner.pending.first_entry() {
-            if !*entry.get() {
-                break;
+    /// Completes once `committed` has moved after this call; enable it, then check, then wait.
+    pub fn advanced(&self) -> tokio::sync::futures::Notified<'_> {
+        self.advanced.notified()
+    }
+
+    /// Marks every offset in `offsets` as acknowledged, under one lock.
+    fn resolve_all(&self, offsets: &[u64]) {
+        let moved = {
+            let mut inner = self.lock();
+            let mut head = false;
+            for &offset in offsets {
+                head |= inner.mark(offset);
             }
-            let (offset, _) = entry.remove_entry();
-            inner.committed = inner.committed.max(offset);
+            head && inner.advance()
+        };
+        if moved {
+            self.advanced.notify_waiters();
+        }
+    }
+}
+
+/// The tracker of one file, locked for a run of registrations (see [`AckTracker::registrar`]).
+pub struct Registrar<'a> {
+    tracker: &'a Arc<AckTracker>,
+    inner: MutexGuard<'a, Inner>,
+}
+
+impl Registrar<'_> {
+    /// Registers an event that ends at `end_offset` and returns its ack.
+    pub fn register(&mut self, end_offset: u64) -> Ack {
+        self.inner.pending.push_back((end_offset, false));
+        Ack {
+            tracker: Some(Arc::clone(self.tracker)),
+            end_offset,
+        }
+    }
+
+    /// Marks data up to `end_offset` as done without an event, in order.
+    pub fn skip(&mut self, end_offset: u64) {
+        self.inner.pending.push_back((end_offset, true));
+        if self.inner.pending.len() == 1 && self.inner.advance() {
+            self.tracker.advanced.notify_waiters();
         }
     }
 }
@@ -97,8 +198,40 @@ impl Ack {
     /// the file may move past it.
     pub fn done(mut self) {
         if let Some(tracker) = self.tracker.take() {
-            tracker.resolve(self.end_offset);
+            tracker.resolve_all(&[self.end_offset]);
         }
+    }
+
+    /// [`Ack::done`] for many acks, taking each tracker's lock once per run of acks of the
+    /// same file (a request's events mostly come from one file, in order).
+    pub fn done_all(acks: impl IntoIterator<Item = Ack>) {
+        let mut run: Option<Arc<AckTracker>> = None;
+        let mut offsets: Vec<u64> = Vec::new();
+        for mut ack in acks {
+            let Some(tracker) = ack.tracker.take() else {
+                continue;
+            };
+            if let Some(current) = &run {
+                if !Arc::ptr_eq(current, &tracker) {
+                    current.resolve_all(&offsets);
+                    offsets.clear();
+                    run = Some(tracker);
+                }
+            } else {
+                run = Some(tracker);
+            }
+            offsets.push(ack.end_offset);
+        }
+        if let Some(current) = run {
+            current.resolve_all(&offsets);
+        }
+    }
+
+    /// Gives up on an event that was registered but never handed on, because its reader is
+    /// stopping: the checkpoint stays below it (it is read again on the next start), and
+    /// unlike a dropped ack this is not counted as lost on the way.
+    pub fn unsent(mut self) {
+        self.tracker = None;
     }
 
     /// An ack that tracks nothing, for events that do not come from a file (TCP EMF).
@@ -121,6 +254,24 @@ impl Drop for Ack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registrations_past_a_stop_are_forgotten_and_registered_again() {
+        let tracker = AckTracker::new(0);
+        let sent = tracker.register(10);
+        let unsent = [tracker.register(20), tracker.register(30)];
+        tracker.skip(40);
+        unsent.into_iter().for_each(Ack::unsent);
+        tracker.forget_after(10);
+        assert_eq!(tracker.outstanding(), 1);
+        // The next reader reads 10..40 again.
+        let again = [tracker.register(20), tracker.register(30)];
+        sent.done();
+        assert_eq!(tracker.committed(), 10);
+        Ack::done_all(again);
+        assert_eq!(tracker.committed(), 30);
+        assert_eq!(tracker.outstanding(), 0);
+    }
 
     #[test]
     fn committed_moves_only_over_a_fully_acked_prefix() {
@@ -156,5 +307,59 @@ mod tests {
         assert_eq!(t.committed(), 0);
         a.done();
         assert_eq!(t.committed(), 15);
+    }
+
+    #[test]
+    fn done_all_resolves_runs_of_several_files_in_any_order() {
+        let (a, b) = (AckTracker::new(0), AckTracker::new(100));
+        let a_acks: Vec<Ack> = (1..=5).map(|n| a.register(n * 10)).collect();
+        let b_acks: Vec<Ack> = (1..=3).map(|n| b.register(100 + n)).collect();
+        let mut mixed: Vec<Ack> = Vec::new();
+        let mut a_iter = a_acks.into_iter();
+        let mut b_iter = b_acks.into_iter();
+        let first_a = a_iter.next().unwrap();
+        mixed.extend(a_iter.rev());
+        mixed.extend(b_iter.next());
+        let rest_b: Vec<Ack> = b_iter.collect();
+        Ack::done_all(mixed);
+        assert_eq!(a.committed(), 0, "the first event of a is still out");
+        assert_eq!(b.committed(), 101);
+        first_a.done();
+        assert_eq!(a.committed(), 50);
+        assert_eq!(a.outstanding(), 0);
+        Ack::done_all(rest_b);
+        assert_eq!(b.committed(), 103);
+    }
+
+    #[test]
+    fn equal_offsets_are_resolved_one_by_one() {
+        let t = AckTracker::new(0);
+        let a = t.register(10);
+        let b = t.register(10);
+        let c = t.register(20);
+        a.done();
+        assert_eq!(t.committed(), 10);
+        c.done();
+        assert_eq!(t.committed(), 10, "the second event at 10 is still out");
+        b.done();
+        assert_eq!(t.committed(), 20);
+    }
+
+    #[tokio::test]
+    async fn waiters_learn_when_the_checkpoint_moves() {
+        let t = AckTracker::new(0);
+        let a = t.register(10);
+        let advanced = t.advanced();
+        tokio::pin!(advanced);
+        advanced.as_mut().enable();
+        let unsent = t.register(20);
+        a.done();
+        tokio::time::timeout(std::time::Duration::from_secs(1), advanced)
+            .await
+            .expect("woken");
+        let dropped = DROPPED_UNRESOLVED.load(Ordering::Relaxed);
+        unsent.unsent();
+        assert_eq!(t.committed(), 10, "an unsent event holds the checkpoint");
+        assert_eq!(DROPPED_UNRESOLVED.load(Ordering::Relaxed), dropped);
     }
 }

@@ -78,7 +78,13 @@ impl<T> Batcher<T> {
         }
         self.bytes = 0;
         self.opened_at = None;
-        Some(std::mem::take(&mut self.items))
+        // The next batch is likely as long as this one: reserve that much instead of growing
+        // (and copying) it by doubling.
+        let capacity = self.items.len().min(self.limits.max_items);
+        Some(std::mem::replace(
+            &mut self.items,
+            Vec::with_capacity(capacity),
+        ))
     }
 
     /// Items in the current batch.

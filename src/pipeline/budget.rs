@@ -81,9 +81,57 @@ pub struct Budget {
 /// Bytes held from a [`Budget`]; given back when dropped.
 #[derive(Debug)]
 pub struct Permit {
+    _inner: Held,
+}
+
+/// The bytes a permit holds from one pipeline's share; given back when dropped.
+#[derive(Debug)]
+struct Charge {
     pool: Arc<Pool>,
     pipeline: Pipeline,
     bytes: usize,
+}
+
+/// A permit of its own, or a share of one taken for a group of items.
+#[derive(Debug)]
+enum Held {
+    Own(Charge),
+    Shared(Arc<Charge>),
+}
+
+impl Permit {
+    /// The bytes this permit's charge holds (a shared one: the whole group's).
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        match &self._inner {
+            Held::Own(charge) => charge.bytes,
+            Held::Shared(charge) => charge.bytes,
+        }
+    }
+
+    /// Turns a permit taken for a group of items (see [`Budget::acquire_items`]) into one
+    /// [`Permit`] per item. The group's bytes come back when the last item is dropped: a
+    /// reader taking budget once per read, not once per line, pays for that with slightly
+    /// later releases, never with a smaller charge.
+    pub fn shared(self) -> SharedPermit {
+        SharedPermit(match self._inner {
+            Held::Own(inner) => Arc::new(inner),
+            Held::Shared(inner) => inner,
+        })
+    }
+}
+
+/// A group's permit, handed out to its items (see [`Permit::shared`]).
+#[derive(Debug, Clone)]
+pub struct SharedPermit(Arc<Charge>);
+
+impl SharedPermit {
+    /// One more item's hold on the group's bytes.
+    pub fn share(&self) -> Permit {
+        Permit {
+            _inner: Held::Shared(Arc::clone(&self.0)),
+        }
+    }
 }
 
 impl Budget {
@@ -151,10 +199,20 @@ impl Budget {
         }
         in_use[self.pipeline.index()] += charge;
         Some(Permit {
-            pool: Arc::clone(&self.pool),
-            pipeline: self.pipeline,
-            bytes: charge,
+            _inner: Held::Own(Charge {
+                pool: Arc::clone(&self.pool),
+                pipeline: self.pipeline,
+                bytes: charge,
+            }),
         })
+    }
+
+    /// Waits until `items` items of `bytes` in all are covered (each with its overhead, as if
+    /// acquired one by one), in one acquisition. `None` if that is more than this pipeline
+    /// could ever hold.
+    pub async fn acquire_items(&self, items: usize, bytes: usize) -> Option<Permit> {
+        let overhead = items.saturating_sub(1).saturating_mul(ITEM_OVERHEAD_BYTES);
+        self.acquire(bytes.saturating_add(overhead)).await
     }
 
     /// Waits until `bytes` (plus overhead) are free. `None` if the item is larger than this
@@ -235,7 +293,7 @@ impl Pool {
     }
 }
 
-impl Drop for Permit {
+impl Drop for Charge {
     fn drop(&mut self) {
         {
             let mut in_use = self.pool.lock();
@@ -375,7 +433,7 @@ mod tests {
         let first = logs.try_acquire(900).expect("fits");
         let waiter = tokio::spawn({
             let logs = logs.clone();
-            async move { logs.acquire(500).await.map(|p| p.bytes) }
+            async move { logs.acquire(500).await.map(|p| p.bytes()) }
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
@@ -402,6 +460,22 @@ mod tests {
         assert_eq!(floors, [200, 0, 100]);
         let scaled = Budget::with_floors(100, [100, 100, 0]);
         assert_eq!(scaled.floor_bytes(Pipeline::Traces), 50);
+    }
+
+    #[tokio::test]
+    async fn a_shared_permit_charges_per_item_and_returns_with_the_last_item() {
+        let budget = Budget::new(10_000);
+        let group = budget.acquire_items(3, 300).await.expect("fits");
+        assert_eq!(budget.in_use_bytes(), 300 + 3 * ITEM_OVERHEAD_BYTES);
+        let shared = group.shared();
+        let items: Vec<Permit> = (0..3).map(|_| shared.share()).collect();
+        drop(shared);
+        let mut items = items.into_iter();
+        items.next();
+        items.next();
+        assert_eq!(budget.in_use_bytes(), 300 + 3 * ITEM_OVERHEAD_BYTES);
+        drop(items);
+        assert_eq!(budget.in_use_bytes(), 0);
     }
 
     #[tokio::test]

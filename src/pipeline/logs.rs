@@ -12,6 +12,7 @@
 //! This file knows nothing of AWS: sorting, the 24-hour span and retries are the sink's.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,7 +153,7 @@ struct Lane {
 #[derive(Debug)]
 struct State {
     settings: LogsSettings,
-    lanes: HashMap<Arc<Destination>, Lane>,
+    lanes: HashMap<Arc<Destination>, Lane, BuildHasherDefault<FastHasher>>,
     /// Open batches by deadline.
     deadlines: BTreeMap<(Instant, u64), Arc<Destination>>,
     /// The oldest ready batch of every lane below its in-flight cap, by close order.
@@ -165,7 +166,7 @@ impl State {
     fn new(settings: LogsSettings) -> Self {
         State {
             settings,
-            lanes: HashMap::new(),
+            lanes: HashMap::default(),
             deadlines: BTreeMap::new(),
             eligible: BTreeMap::new(),
             ready_batches: 0,
@@ -192,43 +193,52 @@ impl State {
     }
 
     fn push(&mut self, event: LogEvent, now: Instant) {
-        let destination = Arc::clone(&event.destination);
-        let limits = BatchLimits {
-            max_items: self.settings.max_batch_events.max(1),
-            max_bytes: self.settings.max_batch_bytes,
-            max_age: self.settings.flush_interval,
+        let lane = match self.lanes.get_mut(&event.destination) {
+            Some(lane) => lane,
+            None => {
+                let limits = BatchLimits {
+                    max_items: self.settings.max_batch_events.max(1),
+                    max_bytes: self.settings.max_batch_bytes,
+                    max_age: self.settings.flush_interval,
+                };
+                self.sequence += 1;
+                let lane = Lane {
+                    id: self.sequence,
+                    batcher: Batcher::new(limits),
+                    deadline: None,
+                    ready: VecDeque::new(),
+                    in_flight: 0,
+                    listed: None,
+                };
+                self.lanes
+                    .entry(Arc::clone(&event.destination))
+                    .or_insert(lane)
+            }
         };
-        let new_id = self.sequence + 1;
-        let lane = self
-            .lanes
-            .entry(Arc::clone(&destination))
-            .or_insert_with(|| Lane {
-                id: new_id,
-                batcher: Batcher::new(limits),
-                deadline: None,
-                ready: VecDeque::new(),
-                in_flight: 0,
-                listed: None,
-            });
         let opened = lane.batcher.is_empty();
         let size = event.api_size();
+        // Only kept when a batch opens or closes: the deadline moves only then.
+        let destination = opened.then(|| Arc::clone(&event.destination));
         let closed = lane.batcher.push(event, size, now);
         let full = if lane.batcher.is_full() {
             lane.batcher.take()
         } else {
             None
         };
-        if lane.id == new_id {
-            self.sequence = new_id;
+        if closed.is_none() && full.is_none() && destination.is_none() {
+            return;
         }
-        // The deadline moves only when a batch opens or closes.
-        let moved = opened || closed.is_some() || full.is_some();
+        let destination = match destination {
+            Some(destination) => destination,
+            None => match closed.iter().chain(&full).find_map(|batch| batch.first()) {
+                Some(event) => Arc::clone(&event.destination),
+                None => return,
+            },
+        };
         for batch in closed.into_iter().chain(full) {
             self.enqueue(&destination, batch);
         }
-        if moved {
-            self.sync_deadline(&destination);
-        }
+        self.sync_deadline(&destination);
     }
 
     /// Closes every batch whose deadline is `now` or past.
@@ -330,6 +340,53 @@ impl State {
             self.deadlines
                 .insert((new, lane.id), Arc::clone(destination));
         }
+    }
+}
+
+/// The lanes are looked up once per event by destination (two short names): a word-at-a-time
+/// multiplicative hash (FxHash) instead of SipHash. The keys are our own configuration, not
+/// input an attacker chooses, so flooding resistance buys nothing here.
+#[derive(Debug, Default)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(word);
+            self.add(u64::from_le_bytes(buf));
+        }
+        let mut buf = [0u8; 8];
+        let rest = words.remainder();
+        buf[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.add(u64::from(value));
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.add(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.add(value);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.add(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

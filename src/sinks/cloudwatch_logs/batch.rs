@@ -46,31 +46,40 @@ pub struct Plan<T> {
 /// Sorts `events` by timestamp (stable) and splits them into requests that keep every
 /// `PutLogEvents` limit.
 pub fn plan<T: PutEvent>(events: Vec<T>) -> Plan<T> {
-    let (mut valid, invalid): (Vec<T>, Vec<T>) = events.into_iter().partition(|e| {
+    let carried = |e: &T| {
         let size = e.api_size();
         size > LOG_EVENT_OVERHEAD_BYTES && size <= MAX_REQUEST_BYTES
-    });
-    valid.sort_by_key(PutEvent::timestamp_ms);
-    let mut requests = Vec::new();
-    let mut current: Vec<T> = Vec::new();
-    let mut bytes = 0usize;
-    let mut first_ms = 0i64;
-    for event in valid {
-        let size = event.api_size();
-        let fits = current.len() < MAX_EVENTS_PER_REQUEST
-            && bytes + size <= MAX_REQUEST_BYTES
-            && event.timestamp_ms().saturating_sub(first_ms) < MAX_SPAN_MS;
-        if !current.is_empty() && !fits {
-            requests.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        if current.is_empty() {
-            first_ms = event.timestamp_ms();
-        }
-        bytes += size;
-        current.push(event);
+    };
+    // The common case, every event valid and already in time order (a file read at one
+    // pace), moves the events without partitioning or sorting them.
+    let (mut valid, invalid): (Vec<T>, Vec<T>) = if events.iter().all(carried) {
+        (events, Vec::new())
+    } else {
+        events.into_iter().partition(carried)
+    };
+    if !valid.is_sorted_by_key(PutEvent::timestamp_ms) {
+        valid.sort_by_key(PutEvent::timestamp_ms);
     }
-    if !current.is_empty() {
+    let mut requests = Vec::new();
+    let mut rest = valid.into_iter().peekable();
+    while rest.peek().is_some() {
+        let mut current: Vec<T> = Vec::with_capacity(rest.len().min(MAX_EVENTS_PER_REQUEST));
+        let mut bytes = 0usize;
+        let mut first_ms = 0i64;
+        while let Some(event) = rest.peek() {
+            let size = event.api_size();
+            let fits = current.len() < MAX_EVENTS_PER_REQUEST
+                && bytes + size <= MAX_REQUEST_BYTES
+                && event.timestamp_ms().saturating_sub(first_ms) < MAX_SPAN_MS;
+            if !current.is_empty() && !fits {
+                break;
+            }
+            if current.is_empty() {
+                first_ms = event.timestamp_ms();
+            }
+            bytes += size;
+            current.extend(rest.next());
+        }
         requests.push(current);
     }
     Plan { requests, invalid }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::{halves, plan};
 use super::retention::ensure_stream;
 use super::retry::{judge, refused, Action, Failure};
+use crate::pipeline::ack::Ack;
 use crate::pipeline::retry::Backoff;
 use crate::pipeline::{Destination, LogEvent, Sink};
 use crate::telemetry::{self, LogsRejectReason};
@@ -224,16 +225,16 @@ impl CloudWatchLogsSink {
         destination: &Destination,
         request: &[LogEvent],
     ) -> Result<Option<RejectedLogEventsInfo>, Failure> {
-        let events = request
-            .iter()
-            .map(|e| {
-                InputLogEvent::builder()
-                    .timestamp(e.timestamp_ms)
-                    .message(e.message.clone())
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| refused(format!("could not build the request: {error}")))?;
+        // The messages are copied: the SDK consumes its input, and a retry needs them again.
+        let mut events = Vec::with_capacity(request.len());
+        for e in request {
+            let event = InputLogEvent::builder()
+                .timestamp(e.timestamp_ms)
+                .message(e.message.clone())
+                .build()
+                .map_err(|error| refused(format!("could not build the request: {error}")))?;
+            events.push(event);
+        }
         telemetry::logs_put_call();
         let emf = destination.emf;
         let call = self
@@ -289,7 +290,7 @@ fn accept(request: Vec<LogEvent>, rejected: Option<&RejectedLogEventsInfo>, to: 
     let reasons = rejection_reasons(request.len(), rejected);
     let mut counts = [0u64; 4];
     let (mut sent, mut bytes) = (0u64, 0u64);
-    for (event, reason) in request.into_iter().zip(reasons) {
+    for (event, reason) in request.iter().zip(reasons) {
         match reason {
             Some(reason) => counts[reason as usize] += 1,
             None => {
@@ -297,8 +298,8 @@ fn accept(request: Vec<LogEvent>, rejected: Option<&RejectedLogEventsInfo>, to: 
                 bytes += event.api_size() as u64;
             }
         }
-        event.ack.done();
     }
+    Ack::done_all(request.into_iter().map(|event| event.ack));
     telemetry::logs_sent(sent, bytes);
     for (reason, count) in [
         LogsRejectReason::TooNew,
@@ -321,9 +322,7 @@ fn reject(events: Vec<LogEvent>, reason: LogsRejectReason, to: &Destination) {
         return;
     }
     telemetry::logs_rejected(reason, events.len() as u64, &to.group, &to.stream);
-    for event in events {
-        event.ack.done();
-    }
+    Ack::done_all(events.into_iter().map(|event| event.ack));
 }
 
 /// For each of `len` events of a request, why it was rejected (`None`: accepted).

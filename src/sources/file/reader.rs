@@ -149,7 +149,7 @@ impl LineReader {
             bytes.truncate(bytes.len() - unit);
         }
         let dropped_bytes = std::mem::take(&mut self.dropped);
-        let (mut text, invalid) = decode(self.encoding, &bytes, dropped_bytes > 0);
+        let (mut text, invalid) = decode(self.encoding, bytes, dropped_bytes > 0);
         if text.starts_with('\u{feff}') {
             // A byte order mark (UTF-8 or UTF-16 files written by Windows tools).
             text.drain(..'\u{feff}'.len_utf8());
@@ -174,21 +174,26 @@ fn find_newline(data: &[u8], unit: usize) -> Option<usize> {
 }
 
 /// Decodes one line; `cut` means the bytes end mid-line, so an incomplete last character is
-/// dropped rather than reported as invalid.
-fn decode(encoding: Encoding, bytes: &[u8], cut: bool) -> (String, bool) {
+/// dropped rather than reported as invalid. Valid UTF-8 becomes the message without a copy.
+fn decode(encoding: Encoding, bytes: Vec<u8>, cut: bool) -> (String, bool) {
     match encoding {
         Encoding::Latin1 => (bytes.iter().map(|&b| char::from(b)).collect(), false),
         Encoding::Utf16Le => {
-            let (text, had_errors) = encoding_rs::UTF_16LE.decode_without_bom_handling(bytes);
+            let (text, had_errors) = encoding_rs::UTF_16LE.decode_without_bom_handling(&bytes);
             (text.into_owned(), had_errors)
         }
-        Encoding::Utf8 => match std::str::from_utf8(bytes) {
-            Ok(text) => (text.to_owned(), false),
-            Err(e) if cut && e.error_len().is_none() => {
-                let valid = &bytes[..e.valid_up_to()];
-                (String::from_utf8_lossy(valid).into_owned(), false)
+        Encoding::Utf8 => match String::from_utf8(bytes) {
+            Ok(text) => (text, false),
+            Err(e) => {
+                let error = e.utf8_error();
+                let bytes = e.into_bytes();
+                if cut && error.error_len().is_none() {
+                    let valid = &bytes[..error.valid_up_to()];
+                    (String::from_utf8_lossy(valid).into_owned(), false)
+                } else {
+                    (String::from_utf8_lossy(&bytes).into_owned(), true)
+                }
             }
-            Err(_) => (String::from_utf8_lossy(bytes).into_owned(), true),
         },
     }
 }

@@ -2,6 +2,11 @@
 //! events, waits for budget and channel room, and sends them with an ack for the offset just
 //! past each; watches the file for truncation, rename and deletion.
 //!
+//! The per-event work is done once per read where it can be: one clock read, one lock of the
+//! ack tracker, and one budget permit and channel reservation per group of events. It reads
+//! at most [`MAX_UNACKED_BYTES`] ahead of what AWS accepted, so a fast file never holds more
+//! than that in memory, even when the budget would allow it.
+//!
 //! It holds the open descriptor for its whole life, so a renamed or deleted file is read to
 //! its end. When idle it holds no read buffer. It stops: when cancelled (immediately: an
 //! unfinished line or a pending multi-line event is left for the next start, below the
@@ -26,13 +31,25 @@ use super::reader::{finish_message, Line, LineReader};
 use super::registry::{lock, Shared};
 use super::timestamp::TimestampParser;
 use crate::config::Encoding;
-use crate::pipeline::ack::AckTracker;
+use crate::pipeline::ack::{Ack, AckTracker, Registrar};
 use crate::pipeline::budget::Budget;
-use crate::pipeline::{Destination, LogEvent, LOG_EVENT_OVERHEAD_BYTES};
+use crate::pipeline::{now_ms, Destination, LogEvent, LOG_EVENT_OVERHEAD_BYTES};
 use crate::telemetry::{self, COUNTERS};
 
 /// Bytes asked for per read.
-pub const READ_BYTES: usize = 64 * 1024;
+pub const READ_BYTES: usize = 256 * 1024;
+
+/// Most bytes of one file read ahead of what AWS has accepted: about four full `PutLogEvents`
+/// calls, enough to keep a stream's calls in flight while the next batch fills. More only
+/// holds memory (and the SDK's copies of it) without making anything faster, whatever the
+/// memory budget allows.
+pub const MAX_UNACKED_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Most events queued with one budget permit and one channel reservation.
+const SHIP_GROUP_EVENTS: usize = 256;
+
+/// Most bytes (as PutLogEvents counts them) queued with one budget permit.
+const SHIP_GROUP_BYTES: usize = 256 * 1024;
 
 /// Tailers that may hold a read chunk (and its decoded lines) at once. When AWS is slow,
 /// many tailers wait for budget with a chunk in hand; this caps that memory at about
@@ -113,9 +130,9 @@ pub struct TailExit {
     pub id: FileId,
     /// The offset after the last byte read.
     pub read_offset: u64,
-    /// The end of the last event handed on (sent or skipped): everything before it is in
-    /// the pipeline's hands; a pending multi-line event or an unfinished line after it is
-    /// not, so a new tailer of the same file must start here.
+    /// The end of the last event queued for the pipeline: everything before it is in the
+    /// pipeline's hands; what comes after (events read but not queued, a pending multi-line
+    /// event, an unfinished line) is not, so a new tailer of the same file starts here.
     pub resume_offset: u64,
     /// Why.
     pub reason: ExitReason,
@@ -167,6 +184,9 @@ pub async fn run(
         token: &token,
     };
     let reason = tail.run(&sender, timing).await;
+    // Events registered after the last one queued never reached the pipeline: the next tailer
+    // of this file reads them again and registers them anew.
+    tail.tracker.forget_after(tail.handed);
     TailExit {
         id: tail.id,
         read_offset: tail.reader.offset(),
@@ -208,7 +228,7 @@ impl Tail {
         let mut last_check = Instant::now();
         let mut gone = None;
         loop {
-            if sender.token.is_cancelled() {
+            if sender.token.is_cancelled() || !self.wait_for_acks(sender).await {
                 return ExitReason::Stopped;
             }
             // Holding a read slot from the read until the chunk's events are queued bounds
@@ -286,89 +306,98 @@ impl Tail {
         let mut lines = Vec::new();
         self.reader.feed(&chunk, &mut lines);
         drop(chunk);
-        for line in lines {
-            if !self.push(line, sender).await {
-                return false;
-            }
-        }
-        true
-    }
-
-    async fn push(&mut self, line: Line, sender: &Sender<'_>) -> bool {
-        COUNTERS.file_source.lines_read.inc();
-        if line.invalid {
-            COUNTERS.file_source.invalid_utf8.inc();
-        }
-        match self.multiline.push(line) {
-            Some(event) => self.emit(event, sender).await,
-            None => true,
-        }
+        let events = self.prepare(lines, false);
+        ship(events, &self.spec.destination, sender, &mut self.handed).await
     }
 
     /// Ships the unfinished line and the pending event after a quiet period.
     async fn flush_quiet(&mut self, sender: &Sender<'_>) -> bool {
-        if let Some(line) = self.reader.flush_partial() {
-            if !self.push(line, sender).await {
-                return false;
-            }
-        }
-        match self.multiline.flush() {
-            Some(event) => self.emit(event, sender).await,
-            None => true,
-        }
+        let lines = self.reader.flush_partial().into_iter().collect();
+        let events = self.prepare(lines, true);
+        ship(events, &self.spec.destination, sender, &mut self.handed).await
     }
 
-    /// Counts, filters, stamps and sends one event. `false`: stopped (cancelled or channel closed).
-    async fn emit(&mut self, event: Pending, sender: &Sender<'_>) -> bool {
+    /// Lines → events: counts, joins, filters and stamps them, and registers each with the
+    /// ack tracker in file order (a filtered event is skipped in place). One clock read and
+    /// one tracker lock per read, not per line. `flush`: also end the pending event.
+    fn prepare(&mut self, lines: Vec<Line>, flush: bool) -> Vec<Ready> {
+        let counters = &COUNTERS.file_source;
+        counters.lines_read.add(lines.len() as u64);
+        let invalid = lines.iter().filter(|line| line.invalid).count();
+        if invalid > 0 {
+            counters.invalid_utf8.add(invalid as u64);
+        }
+        let now = now_ms();
+        let tracker = Arc::clone(&self.tracker);
+        let mut registrar = tracker.registrar();
+        let mut out = Vec::with_capacity(lines.len());
+        for line in lines {
+            if let Some(event) = self.multiline.push(line) {
+                self.finish(event, now, &mut registrar, &mut out);
+            }
+        }
+        if flush {
+            if let Some(event) = self.multiline.flush() {
+                self.finish(event, now, &mut registrar, &mut out);
+            }
+        }
+        out
+    }
+
+    /// One complete event: truncated, counted by the metric filters, then filtered out
+    /// (skipped) or stamped and added to `out`.
+    fn finish(
+        &self,
+        event: Pending,
+        now: i64,
+        registrar: &mut Registrar<'_>,
+        out: &mut Vec<Ready>,
+    ) {
         let (message, truncated) = finish_message(event.text, event.dropped_bytes);
         if truncated {
             telemetry::log_event_truncated(&self.spec.path);
         }
-        self.spec.rules.metric_filters.count(&message);
-        if !self.spec.rules.filter.keeps(&message) {
+        let rules = &self.spec.rules;
+        rules.metric_filters.count(&message);
+        if !rules.filter.keeps(&message) {
             COUNTERS.file_source.events_filtered.inc();
-            self.tracker.skip(event.end_offset);
-            self.handed = event.end_offset;
-            return true;
+            registrar.skip(event.end_offset);
+            return;
         }
-        let now = chrono::Utc::now().timestamp_millis();
-        let timestamp_ms = match &self.spec.rules.timestamp {
+        let timestamp_ms = match &rules.timestamp {
             None => now,
             Some(parser) => parser.parse_prefix(&message).unwrap_or_else(|| {
                 telemetry::log_timestamp_unparsed(&self.spec.path);
                 now
             }),
         };
-        let size = message.len() + LOG_EVENT_OVERHEAD_BYTES;
-        let permit = tokio::select! {
-            _ = sender.token.cancelled() => return false,
-            permit = sender.budget.acquire(size) => permit,
-        };
-        let Some(permit) = permit else {
-            tracing::error!(
-                size,
-                "An event is larger than the whole memory budget; skipped."
-            );
-            self.tracker.skip(event.end_offset);
-            self.handed = event.end_offset;
-            return true;
-        };
-        let slot = tokio::select! {
-            _ = sender.token.cancelled() => return false,
-            slot = sender.tx.reserve() => match slot {
-                Ok(slot) => slot,
-                Err(_) => return false,
-            },
-        };
-        slot.send(LogEvent {
+        out.push(Ready {
             timestamp_ms,
             message,
-            destination: Arc::clone(&self.spec.destination),
-            ack: self.tracker.register(event.end_offset),
-            permit,
+            end_offset: event.end_offset,
+            ack: registrar.register(event.end_offset),
         });
-        self.handed = event.end_offset;
-        true
+    }
+
+    /// Before reading more: waits while more than [`MAX_UNACKED_BYTES`] of the file are read
+    /// but not yet accepted by AWS. `false`: stopped.
+    async fn wait_for_acks(&self, sender: &Sender<'_>) -> bool {
+        loop {
+            let tracker = Arc::clone(&self.tracker);
+            let advanced = tracker.advanced();
+            tokio::pin!(advanced);
+            advanced.as_mut().enable();
+            let unacked = self.reader.offset().saturating_sub(tracker.committed());
+            if unacked <= MAX_UNACKED_BYTES {
+                return true;
+            }
+            // The timeout is only a safety net: `advanced` fires whenever the tracker moves.
+            tokio::select! {
+                _ = sender.token.cancelled() => return false,
+                _ = advanced => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
     }
 
     /// Looks at the open file and at its path.
@@ -454,6 +483,94 @@ impl Tail {
         state.tracker = Arc::clone(&self.tracker);
         state.fingerprint = self.fingerprint;
     }
+}
+
+/// One event ready to be queued: registered with the tracker, still without budget.
+struct Ready {
+    timestamp_ms: i64,
+    message: String,
+    end_offset: u64,
+    ack: Ack,
+}
+
+/// Queues `events` in order, in groups that each take budget once and channel room once.
+/// `false`: stopped (cancelled or the channel closed); the events not queued keep the
+/// checkpoint below them.
+/// `handed`: moved to the end of each group once it is queued.
+async fn ship(
+    events: Vec<Ready>,
+    destination: &Arc<Destination>,
+    sender: &Sender<'_>,
+    handed: &mut u64,
+) -> bool {
+    let max_events = SHIP_GROUP_EVENTS.min(sender.tx.max_capacity()).max(1);
+    // A quarter of the budget at most, so a group (unlike a single huge event) always fits.
+    let max_bytes = SHIP_GROUP_BYTES.min(sender.budget.total_bytes() / 4);
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let mut group = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(event) = events.peek() {
+            let size = event.message.len() + LOG_EVENT_OVERHEAD_BYTES;
+            if !group.is_empty() && (group.len() >= max_events || bytes + size > max_bytes) {
+                break;
+            }
+            bytes += size;
+            group.extend(events.next());
+        }
+        let end = group.last().map(|event| event.end_offset);
+        if !ship_group(group, bytes, destination, sender).await {
+            events.for_each(|event| event.ack.unsent());
+            return false;
+        }
+        *handed = end.unwrap_or(*handed);
+    }
+    true
+}
+
+/// One group: one budget permit shared by its events, one channel reservation.
+async fn ship_group(
+    group: Vec<Ready>,
+    bytes: usize,
+    destination: &Arc<Destination>,
+    sender: &Sender<'_>,
+) -> bool {
+    let permit = tokio::select! {
+        _ = sender.token.cancelled() => None,
+        permit = sender.budget.acquire_items(group.len(), bytes) => Some(permit),
+    };
+    let Some(permit) = permit else {
+        group.into_iter().for_each(|event| event.ack.unsent());
+        return false;
+    };
+    let Some(permit) = permit else {
+        // Only a group of one event can exceed the budget (see `ship`).
+        tracing::error!(
+            size = bytes,
+            "An event is larger than the whole memory budget; skipped."
+        );
+        Ack::done_all(group.into_iter().map(|event| event.ack));
+        return true;
+    };
+    let slots = tokio::select! {
+        _ = sender.token.cancelled() => None,
+        slots = sender.tx.reserve_many(group.len()) => slots.ok(),
+    };
+    let Some(slots) = slots else {
+        group.into_iter().for_each(|event| event.ack.unsent());
+        return false;
+    };
+    let permit = permit.shared();
+    for (slot, event) in slots.zip(group) {
+        slot.send(LogEvent {
+            timestamp_ms: event.timestamp_ms,
+            message: event.message,
+            destination: Arc::clone(destination),
+            ack: event.ack,
+            permit: permit.share(),
+        });
+    }
+    true
 }
 
 /// Up to [`READ_BYTES`] at `offset`, on a blocking thread; empty at the end of the file.

@@ -348,6 +348,47 @@ async fn a_full_budget_pauses_reading_until_events_are_done() {
 }
 
 #[tokio::test]
+async fn reading_ahead_of_the_acks_stops_at_the_cap_whatever_the_budget() {
+    let d = dirs();
+    let app = d.logs.join("app.log");
+    let line = "z".repeat(999);
+    let lines = 12 * 1024;
+    append(&app, &format!("{line}\n").repeat(lines));
+    let config = logs_config(&d, "app.log", "");
+    let source = FileSource::new(&config, NameContext::default())
+        .unwrap()
+        .with_timing(fast());
+    let (tx, mut rx) = mpsc::channel(1024);
+    let token = CancellationToken::new();
+    // A budget far larger than the cap: only the cap can stop the reader.
+    let budget = Budget::new(64 << 20);
+    let task = tokio::spawn(source.run(budget.clone(), tx, token.clone()));
+    let mut held = Vec::new();
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(700), rx.recv()).await {
+        held.push(event);
+    }
+    let read = held.len() as u64 * 1000;
+    assert!(
+        read <= tailer::MAX_UNACKED_BYTES + tailer::READ_BYTES as u64,
+        "read {read} bytes ahead of the acks"
+    );
+    assert!(
+        read >= tailer::MAX_UNACKED_BYTES - 1000,
+        "stopped early at {read}"
+    );
+    let mut total = held.len();
+    ack_all(held);
+    while total < lines {
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        event.unwrap().unwrap().ack.done();
+        total += 1;
+    }
+    token.cancel();
+    task.await.unwrap();
+    assert_eq!(budget.in_use_bytes(), 0);
+}
+
+#[tokio::test]
 async fn a_3mb_line_ships_truncated_and_the_file_goes_on() {
     let d = dirs();
     let app = d.logs.join("app.log");
