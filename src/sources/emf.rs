@@ -9,9 +9,11 @@
 //! dropped; every line is counted by result.
 //!
 //! Memory and backpressure: a TCP connection buffers at most one 1 MB line; a longer line (or
-//! endless bytes without a newline) closes it. A TCP reader `await`s budget before handing an
-//! event on, so a full budget stops reading the socket and the kernel pushes back on the
-//! client; UDP never waits: no budget or a full channel means drop and count. This source
+//! endless bytes without a newline) closes it. The lines of one read (or one `recvmmsg`) are
+//! handed on together (`emf/handoff.rs`), so the pipeline wakes once per read. A TCP reader
+//! `await`s budget and channel room, so a full budget stops reading the socket and the kernel
+//! pushes back on the client: nothing accepted from it is dropped. UDP never waits: no budget
+//! or a full channel means drop and count. This source
 //! never touches AWS and never blocks the accept loop on one slow connection.
 
 use std::net::SocketAddr;
