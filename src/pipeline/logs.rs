@@ -64,28 +64,24 @@ pub async fn run<S: Sink<LogEvent>>(
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut senders = JoinSet::new();
     let mut sending: HashMap<task::Id, Arc<Destination>> = HashMap::new();
+    let mut burst = Vec::with_capacity(RECV_BURST);
     let mut open = true;
     while open || state.has_batches() {
         let deadline = state.next_deadline();
         tokio::select! {
-            received = rx.recv(), if open => match received {
-                Some(event) => {
-                    let now = now();
-                    state.push(event, now);
-                    // Take what else is waiting without going round the select: one wake-up
-                    // per burst, not per event. Bounded, so timers and dispatch still run.
-                    for _ in 1..RECV_BURST {
-                        match rx.try_recv() {
-                            Ok(event) => state.push(event, now),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                None => {
+            // Everything waiting, in one go: one wake-up per burst, not per event. Bounded,
+            // so timers and dispatch still run.
+            received = rx.recv_many(&mut burst, RECV_BURST), if open => {
+                if received == 0 {
                     open = false;
                     state.close_all();
+                } else {
+                    let now = now();
+                    for event in burst.drain(..) {
+                        state.push(event, now);
+                    }
                 }
-            },
+            }
             _ = sleep_until(deadline), if deadline.is_some() => state.close_due(now()),
             slot = Arc::clone(&slots).acquire_owned(), if state.has_eligible() => {
                 if let (Ok(slot), Some((destination, batch))) = (slot, state.next_ready()) {

@@ -65,6 +65,9 @@ struct Queued {
     _permit: Permit,
 }
 
+/// Datums taken from the channel per wake-up of the pipeline task, at most.
+const RECV_BURST: usize = 256;
+
 /// Runs until `rx` is closed and every call was handed to `sink` and finished.
 pub async fn run<S: Sink<MetricDatum>>(
     mut rx: mpsc::Receiver<MetricDatum>,
@@ -78,21 +81,23 @@ pub async fn run<S: Sink<MetricDatum>>(
     let mut ticker = tokio::time::interval(settings.flush_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.tick().await;
+    let mut burst = Vec::with_capacity(RECV_BURST);
     let mut open = true;
     while open || !ready.is_empty() {
         tokio::select! {
-            received = rx.recv(), if open => match received {
-                Some(datum) => {
+            // Everything waiting, in one go: one wake-up per burst of datums, not per datum.
+            received = rx.recv_many(&mut burst, RECV_BURST), if open => {
+                if received == 0 {
+                    open = false;
+                    close_window(&mut aggregator, &mut ready, &settings.budget);
+                }
+                for datum in burst.drain(..) {
                     accept(&mut aggregator, datum);
                     if aggregator.pending_bytes() >= settings.max_pending_bytes {
                         close_window(&mut aggregator, &mut ready, &settings.budget);
                     }
                 }
-                None => {
-                    open = false;
-                    close_window(&mut aggregator, &mut ready, &settings.budget);
-                }
-            },
+            }
             _ = ticker.tick(), if open => {
                 close_window(&mut aggregator, &mut ready, &settings.budget);
             }

@@ -9,10 +9,12 @@
 //! dropped; every line is counted by result.
 //!
 //! Memory and backpressure: a TCP connection buffers at most one 1 MB line; a longer line (or
-//! endless bytes without a newline) closes it. A TCP reader `await`s budget before handing an
-//! event on, so a full budget stops reading the socket and the kernel pushes back on the
-//! client; UDP never waits: no budget or a full channel means drop and count, or, with the
-//! disk spill on, write the event to the spill (`emf/spilled.rs`) to be sent later. This source
+//! endless bytes without a newline) closes it. The lines of one read (or one `recvmmsg`) are
+//! handed on together (`emf/handoff.rs`), so the pipeline wakes once per read. A TCP reader
+//! `await`s budget and channel room, so a full budget stops reading the socket and the kernel
+//! pushes back on the client: nothing accepted from it is dropped. UDP never waits: no budget
+//! or a full channel means drop and count, or, with the disk spill on, write the event to the
+//! spill (`emf/spilled.rs`) to be sent later. This source
 //! never touches AWS and never blocks the accept loop on one slow connection.
 
 use std::net::SocketAddr;
@@ -25,23 +27,23 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EmfConfig, EmfMode};
-use crate::pipeline::ack::Ack;
 use crate::pipeline::budget::Budget;
 use crate::pipeline::spill::Spill;
 use crate::pipeline::{Destination, LogEvent, MetricDatum};
 use crate::placeholders::{legal_log_group, legal_log_stream, Placeholders};
 use crate::sources::udp::Receiver;
-use crate::telemetry::{self, DropReason, EmfDropReason, EmfResult};
+use crate::telemetry::{self, EmfResult};
 
 pub mod extract;
 pub mod framing;
+mod handoff;
 pub mod parse;
 pub mod spilled;
 
 use crate::pipeline::now_ms;
 use framing::{LineBuffer, Next};
+use handoff::Handoff;
 use parse::{Parsed, Rejected, MAX_DOCUMENT_BYTES};
-use tokio::sync::mpsc::error::TrySendError;
 
 /// TCP connections served at once by default; more wait in the kernel's accept queue.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
@@ -104,7 +106,7 @@ enum Item {
 /// stream of documents to one group shares one `Arc<Destination>`.
 struct Router {
     settings: EmfSettings,
-    recent: Vec<Arc<Destination>>,
+    recent: Vec<Recent>,
 }
 
 impl Router {
@@ -125,7 +127,11 @@ impl Router {
             telemetry::emf_document(EmfResult::TooLarge);
             return Item::TooLarge;
         }
-        let (result, doc) = match parse::parse(line) {
+        let Ok(text) = std::str::from_utf8(line) else {
+            telemetry::emf_document(EmfResult::NotJson);
+            return Item::Nothing;
+        };
+        let (result, doc) = match parse::parse_text(text) {
             Ok(Parsed::Emf(doc)) => (EmfResult::Emf, Some(doc)),
             Ok(Parsed::PlainJson) => (EmfResult::PlainJson, None),
             Err(Rejected::Invalid(reason)) => {
@@ -142,8 +148,7 @@ impl Router {
             }
         };
         telemetry::emf_document(result);
-        // The line was checked as UTF-8 by the parser.
-        let message = String::from_utf8_lossy(line).into_owned();
+        let message = text.to_owned();
         match (doc, self.settings.mode) {
             (Some(doc), EmfMode::Metrics) => Item::Datums(extract::datums(&doc)),
             (Some(doc), EmfMode::Logs) => {
@@ -163,34 +168,50 @@ impl Router {
         }
     }
 
+    /// The destination for a document's names (`None`: the configured ones). Looked up by
+    /// the names as the document gave them, so a hit allocates nothing.
     fn destination(
         &mut self,
         group: Option<&str>,
         stream: Option<&str>,
         emf: bool,
     ) -> Arc<Destination> {
-        let group = group.map_or_else(|| self.settings.log_group.clone(), legal_log_group);
-        let stream = stream.map_or_else(|| self.settings.log_stream.clone(), legal_log_stream);
         if let Some(known) = self
             .recent
             .iter()
-            .find(|d| d.emf == emf && d.group == group && d.stream == stream)
+            .find(|r| r.emf == emf && r.group.as_deref() == group && r.stream.as_deref() == stream)
         {
-            return Arc::clone(known);
+            return Arc::clone(&known.destination);
         }
         let destination = Arc::new(Destination {
-            group,
-            stream,
+            group: group.map_or_else(|| self.settings.log_group.clone(), legal_log_group),
+            stream: stream.map_or_else(|| self.settings.log_stream.clone(), legal_log_stream),
             retention_days: None,
             group_class: None,
             emf,
         });
-        if self.recent.len() >= 8 {
+        if self.recent.len() >= RECENT_DESTINATIONS {
             self.recent.remove(0);
         }
-        self.recent.push(Arc::clone(&destination));
+        self.recent.push(Recent {
+            group: group.map(str::to_owned),
+            stream: stream.map(str::to_owned),
+            emf,
+            destination: Arc::clone(&destination),
+        });
         destination
     }
+}
+
+/// Destinations a router remembers; a client rarely writes to more than a few.
+const RECENT_DESTINATIONS: usize = 8;
+
+/// A destination and the names it was made from, as a document gave them.
+struct Recent {
+    group: Option<String>,
+    stream: Option<String>,
+    emf: bool,
+    destination: Arc<Destination>,
 }
 
 fn trim(line: &[u8]) -> &[u8] {
@@ -247,7 +268,8 @@ pub async fn run_tcp(
     while connections.join_next().await.is_some() {}
 }
 
-/// Reads one connection until the client closes it, a line is too long, or `token`.
+/// Reads one connection until the client closes it, a line is too long, or `token`. The
+/// lines of each read are handed on together, before the next read.
 async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -257,20 +279,21 @@ async fn serve(
     token: CancellationToken,
 ) {
     let mut buffer = LineBuffer::new(router.settings.max_document_bytes);
+    let mut handoff = Handoff::new();
     loop {
-        loop {
-            let item = match buffer.next_line() {
-                Next::Line(range) => router.route(buffer.line(range)),
-                Next::NeedMore => break,
-                Next::TooLong => {
-                    telemetry::emf_document(EmfResult::TooLarge);
-                    tracing::debug!(%peer, "EMF line over 1 MB; closing the connection.");
-                    return;
-                }
-            };
-            if !hand_on_waiting(item, &budget, &outputs, &token).await {
-                return;
-            }
+        let open = route_lines(
+            &mut buffer,
+            &mut router,
+            &mut handoff,
+            &budget,
+            &outputs,
+            &token,
+        )
+        .await;
+        handoff.flush_waiting(&outputs).await;
+        if !open {
+            tracing::debug!(%peer, "EMF connection closed (a line over the limit, or shutdown).");
+            return;
         }
         let read = tokio::select! {
             _ = token.cancelled() => return,
@@ -286,90 +309,41 @@ async fn serve(
         }
     }
     let item = router.route(buffer.rest());
-    hand_on_waiting(item, &budget, &outputs, &token).await;
+    handoff.push_waiting(item, &budget, &outputs, &token).await;
+    handoff.flush_waiting(&outputs).await;
 }
 
-/// Hands an item on, waiting for budget and channel room; false when the connection must end
-/// (a line too long, or shutdown).
-async fn hand_on_waiting(
-    item: Item,
+/// Routes every complete line in `buffer` into `handoff`; false when the connection must
+/// end (a line too long, or shutdown while waiting for budget).
+async fn route_lines(
+    buffer: &mut LineBuffer,
+    router: &mut Router,
+    handoff: &mut Handoff,
     budget: &Budget,
     outputs: &EmfOutputs,
     token: &CancellationToken,
 ) -> bool {
-    match item {
-        Item::Nothing => true,
-        Item::TooLarge => false,
-        Item::Datums(datums) => {
-            let Some(tx) = &outputs.metrics else {
-                telemetry::emf_dropped(EmfDropReason::NoOutput);
-                return true;
-            };
-            let total = datums.len();
-            for (i, datum) in datums.into_iter().enumerate() {
-                let sent = match tx.try_send(datum) {
-                    Ok(()) => true,
-                    Err(TrySendError::Closed(_)) => false,
-                    Err(TrySendError::Full(datum)) => tokio::select! {
-                        _ = token.cancelled() => false,
-                        sent = tx.send(datum) => sent.is_ok(),
-                    },
-                };
-                if !sent {
-                    let lost = (total - i) as u64;
-                    telemetry::metric_datums_dropped(DropReason::Channel, lost);
-                    return !token.is_cancelled();
-                }
+    loop {
+        let item = match buffer.next_line() {
+            Next::Line(range) => router.route(buffer.line(range)),
+            Next::NeedMore => return true,
+            Next::TooLong => {
+                telemetry::emf_document(EmfResult::TooLarge);
+                return false;
             }
-            true
+        };
+        if matches!(item, Item::TooLarge) {
+            return false;
         }
-        Item::Log {
-            timestamp_ms,
-            message,
-            destination,
-        } => {
-            let Some(tx) = &outputs.logs else {
-                telemetry::emf_dropped(EmfDropReason::NoOutput);
-                return true;
-            };
-            // The common case takes neither a wait nor the token's lock: only a full budget
-            // or a full channel falls back to waiting (with shutdown in view).
-            let permit = match budget.try_acquire(message.len()) {
-                Some(permit) => Some(permit),
-                None => tokio::select! {
-                    _ = token.cancelled() => return false,
-                    permit = budget.acquire(message.len()) => permit,
-                },
-            };
-            let Some(permit) = permit else {
-                telemetry::emf_dropped(EmfDropReason::Budget);
-                return true;
-            };
-            let event = LogEvent {
-                timestamp_ms,
-                message,
-                destination,
-                ack: Ack::none(),
-                permit,
-            };
-            let sent = match tx.try_send(event) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Closed(_)) => Err(()),
-                Err(TrySendError::Full(event)) => tokio::select! {
-                    _ = token.cancelled() => return false,
-                    sent = tx.send(event) => sent.map_err(|_| ()),
-                },
-            };
-            if sent.is_err() {
-                telemetry::emf_dropped(EmfDropReason::Channel);
-            }
-            true
+        if !handoff.push_waiting(item, budget, outputs, token).await {
+            return false;
         }
     }
 }
 
-/// Reads datagrams until `token` is cancelled; every line of each is routed without waiting
-/// (to `spill`, when given, if it finds no memory).
+/// Reads datagrams until `token` is cancelled; every line of each `recvmmsg` is routed
+/// without waiting (to `spill`, when given, if it finds no memory), and what one call read is
+/// handed on together.
 pub async fn run_udp(
     socket: UdpSocket,
     settings: EmfSettings,
@@ -381,6 +355,7 @@ pub async fn run_udp(
     let spill = spill.as_deref();
     let mut receiver = Receiver::new();
     let mut router = Router::new(settings);
+    let mut handoff = Handoff::new();
     loop {
         let received = tokio::select! {
             _ = token.cancelled() => return,
@@ -396,59 +371,10 @@ pub async fn run_udp(
         for i in 0..count {
             for line in receiver.datagram(i).split(|&b| b == b'\n') {
                 let item = router.route(line);
-                hand_on_now(item, &budget, &outputs, spill);
+                handoff.push_now(item, &budget, &outputs, spill);
             }
         }
-    }
-}
-
-/// Hands an item on if budget and channel room are there now; else spills, or drops and counts
-/// it.
-fn hand_on_now(item: Item, budget: &Budget, outputs: &EmfOutputs, spill: Option<&Spill>) {
-    match item {
-        Item::Nothing | Item::TooLarge => {}
-        Item::Datums(datums) => {
-            let Some(tx) = &outputs.metrics else {
-                return telemetry::emf_dropped(EmfDropReason::NoOutput);
-            };
-            let lost = datums
-                .into_iter()
-                .map(|datum| tx.try_send(datum).is_err())
-                .filter(|&failed| failed)
-                .count();
-            telemetry::metric_datums_dropped(DropReason::Channel, lost as u64);
-        }
-        Item::Log {
-            timestamp_ms,
-            message,
-            destination,
-        } => {
-            let Some(tx) = &outputs.logs else {
-                return telemetry::emf_dropped(EmfDropReason::NoOutput);
-            };
-            // While events wait on disk, new ones queue behind them, in order.
-            let permit = match spill {
-                Some(spill) if spill.is_backlogged() => None,
-                _ => budget.try_acquire(message.len()),
-            };
-            let Some(permit) = permit else {
-                let record = spilled::encode(timestamp_ms, &destination, &message);
-                if !spill.is_some_and(|spill| spill.append(&record)) {
-                    telemetry::emf_dropped(EmfDropReason::Budget);
-                }
-                return;
-            };
-            let event = LogEvent {
-                timestamp_ms,
-                message,
-                destination,
-                ack: Ack::none(),
-                permit,
-            };
-            if tx.try_send(event).is_err() {
-                telemetry::emf_dropped(EmfDropReason::Channel);
-            }
-        }
+        handoff.flush_now(&outputs);
     }
 }
 

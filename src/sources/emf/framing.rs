@@ -1,15 +1,15 @@
 //! Newline framing for the EMF TCP port, in a buffer that never holds more than one maximum
 //! line.
 //!
-//! A client keeps its connection open and writes one document per line. The buffer grows (in
-//! steps, from 8 KiB) only as far as the longest line seen, and at most to `max_line + 1`
-//! bytes: a line longer than that is [`Next::TooLong`] and the caller closes the connection,
+//! A client keeps its connection open and writes one document per line. The buffer starts at
+//! 64 KiB, so that one read brings in many documents to hand on together, and grows (doubling)
+//! only as far as the longest line seen, and at most to `max_line + 1` bytes: a line longer than that is [`Next::TooLong`] and the caller closes the connection,
 //! so a client sending endless bytes without a newline costs bounded memory. Bytes are
 //! scanned once. Pure bookkeeping: the caller does the reads.
 
 use std::ops::Range;
 
-const INITIAL_BYTES: usize = 8 * 1024;
+const INITIAL_BYTES: usize = 64 * 1024;
 
 /// What the buffer holds next.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -134,10 +134,19 @@ pub fn parse(line: &[u8]) -> Result<Parsed, Rejected> {
         return Err(Rejected::TooLarge);
     }
     let text = std::str::from_utf8(line).map_err(|_| Rejected::NotJson)?;
+    parse_text(text)
+}
+
+/// Checks one line already known to be UTF-8 (so a caller that keeps the text does not check
+/// it twice).
+pub fn parse_text(text: &str) -> Result<Parsed, Rejected> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(Rejected::TooLarge);
+    }
     // Fast path: the root's members are validated but left as raw text, and only `_aws` and
     // the members it names are materialised — a log payload of any size is never turned into
-    // a tree of `Value`s. Keys with escapes (or duplicate keys) take the general path.
-    if let Ok(root) = serde_json::from_str::<HashMap<&str, &RawValue>>(text) {
+    // a tree of `Value`s. Keys with escapes take the general path.
+    if let Ok(root) = serde_json::from_str::<Members>(text) {
         return match root.get("_aws") {
             None => Ok(Parsed::PlainJson),
             Some(aws) => {
@@ -159,6 +168,53 @@ pub fn parse(line: &[u8]) -> Result<Parsed, Rejected> {
     }
 }
 
+/// The members of a root object as raw JSON, in document order. A document has a handful, so
+/// a lookup scans them (cheaper than hashing every key); past [`INDEX_FROM_MEMBERS`] an index
+/// is built so a large document still costs one hash per lookup. A repeated key: the last
+/// one counts, as in a map.
+struct Members<'a> {
+    list: Vec<(&'a str, &'a RawValue)>,
+    index: Option<HashMap<&'a str, usize>>,
+}
+
+/// Members from which [`Members`] builds an index.
+const INDEX_FROM_MEMBERS: usize = 32;
+
+impl<'a> Members<'a> {
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        match &self.index {
+            Some(index) => index.get(key).map(|&i| self.list[i].1),
+            None => self.list.iter().rev().find(|(k, _)| *k == key).map(|m| m.1),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut list = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(member) = map.next_entry::<&'de str, &'de RawValue>()? {
+            list.push(member);
+        }
+        let index = (list.len() > INDEX_FROM_MEMBERS)
+            .then(|| list.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect());
+        Ok(Members { list, index })
+    }
+}
+
 /// The root members of a document, however it was parsed.
 trait Root {
     /// The member `key`, materialised.
@@ -171,7 +227,7 @@ impl Root for Map<String, Value> {
     }
 }
 
-impl Root for HashMap<&str, &RawValue> {
+impl Root for Members<'_> {
     fn member(&self, key: &str) -> Option<Cow<'_, Value>> {
         let raw = self.get(key)?;
         serde_json::from_str(raw.get()).ok().map(Cow::Owned)

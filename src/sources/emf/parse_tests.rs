@@ -210,6 +210,30 @@ fn each_rule_has_its_reason() {
     assert_eq!(invalid(&doc), Invalid::Shape("_aws.CloudWatchMetrics"));
 }
 
+#[test]
+fn members_are_found_in_small_and_large_documents_and_the_last_repeat_counts() {
+    // 3 metrics + 2 dimensions + `_aws`: scanned; with 40 more members: indexed.
+    let small = document(3, 2);
+    assert_eq!(emf(&small.to_string()).directives[0].metrics.len(), 3);
+    let mut large = document(3, 2);
+    for i in 0..40 {
+        large[format!("extra{i}")] = json!({"nested": [i]});
+    }
+    let doc = emf(&large.to_string());
+    assert_eq!(doc.directives[0].dimension_sets[0].len(), 2);
+    assert_eq!(doc.directives[0].metrics[2].values, vec![1.0]);
+    // A repeated key: the last value is the one read, with or without an index.
+    for extra in [0, 40] {
+        let mut text = document(1, 1).to_string();
+        text.pop();
+        for i in 0..extra {
+            text.push_str(&format!(",\"x{i}\":{i}"));
+        }
+        text.push_str(",\"M0\":7}");
+        assert_eq!(emf(&text).directives[0].metrics[0].values, vec![7.0]);
+    }
+}
+
 proptest::proptest! {
     #[test]
     fn any_bytes_are_classified_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
