@@ -18,8 +18,9 @@ use crate::xray_proxy::{ProxyCounters, ProxyError, ProxyOptions, ProxyTarget, Sa
 
 /// How often X-Ray telemetry records are sent (the daemon's interval).
 const TELEMETRY_RECORDS_EVERY: Duration = Duration::from_secs(60);
-/// Room in the hand-off from a datagram source to its batcher; the budget is the real limit.
-const SEGMENT_CHANNEL: usize = 4096;
+/// Room in the hand-off from the UDP reader to the batcher, in groups of documents; the budget
+/// is the real limit.
+const SEGMENT_CHANNEL: usize = 1024;
 
 /// UDP segments → traces pipeline → `PutTraceSegments`; the TCP sampling proxy; telemetry.
 pub(super) async fn start(
@@ -46,7 +47,20 @@ pub(super) async fn start(
     let listener = bind_tcp(xray.tcp_address, "X-Ray TCP", "-t/--bind-tcp").await?;
     let client = aws_sdk_xray::Client::new(&aws.sdk);
     let (tx, rx) = mpsc::channel(SEGMENT_CHANNEL);
-    tracker.spawn(xray::run(socket, budget.clone(), tx, token.child_token()));
+    let socket = socket.into_std().map_err(|source| RunError::Bind {
+        what: "X-Ray UDP",
+        address: xray.udp_address,
+        flag: "-b/--bind",
+        source,
+    })?;
+    let (source_budget, source_token) = (budget.clone(), token.child_token());
+    let reader =
+        tokio::task::spawn_blocking(move || xray::run_blocking(socket, source_budget, tx, source_token));
+    tracker.spawn(async move {
+        if let Err(error) = reader.await {
+            tracing::error!(%error, "The X-Ray UDP reader stopped unexpectedly.");
+        }
+    });
     let sink = XraySink::new(client.clone(), xray.retry_max_duration, abort.clone());
     let settings = TracesSettings {
         max_documents: xray.batch_max_documents,
