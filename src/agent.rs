@@ -108,6 +108,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());
     wiring.tracker.spawn(summaries);
     tracing::info!("cloudtail started.");
+    crate::memory::release_startup_memory();
     wiring.token.cancelled().await;
     let timeout = config.agent.shutdown_timeout;
     shutdown::drain(&wiring.tracker, &wiring.abort, timeout).await;

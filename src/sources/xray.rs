@@ -111,7 +111,7 @@ pub fn is_trace_id(s: &str) -> bool {
 /// After a short read, how long to let datagrams gather before reading again. Each wake-up
 /// of the reading thread costs more than reading several datagrams at once, the kernel buffer
 /// holds thousands of documents, and a batch waits up to a second for more anyway.
-const GATHER: Duration = Duration::from_millis(1);
+const GATHER: Duration = Duration::from_millis(2);
 
 /// How often a reader with nothing to read checks for shutdown.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
