@@ -6,12 +6,12 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 use cloudtail::cli::{self, Command, RunArgs};
 use cloudtail::config::{self, Config, LogLevel};
 use cloudtail::{aws::AwsError, RunError};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();

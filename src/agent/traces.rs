@@ -54,8 +54,9 @@ pub(super) async fn start(
         source,
     })?;
     let (source_budget, source_token) = (budget.clone(), token.child_token());
-    let reader =
-        tokio::task::spawn_blocking(move || xray::run_blocking(socket, source_budget, tx, source_token));
+    let reader = tokio::task::spawn_blocking(move || {
+        xray::run_blocking(socket, source_budget, tx, source_token)
+    });
     tracker.spawn(async move {
         if let Err(error) = reader.await {
             tracing::error!(%error, "The X-Ray UDP reader stopped unexpectedly.");
