@@ -47,21 +47,7 @@ pub(super) async fn start(
     let listener = bind_tcp(xray.tcp_address, "X-Ray TCP", "-t/--bind-tcp").await?;
     let client = aws_sdk_xray::Client::new(&aws.sdk);
     let (tx, rx) = mpsc::channel(SEGMENT_CHANNEL);
-    let socket = socket.into_std().map_err(|source| RunError::Bind {
-        what: "X-Ray UDP",
-        address: xray.udp_address,
-        flag: "-b/--bind",
-        source,
-    })?;
-    let (source_budget, source_token) = (budget.clone(), token.child_token());
-    let reader = tokio::task::spawn_blocking(move || {
-        xray::run_blocking(socket, source_budget, tx, source_token)
-    });
-    tracker.spawn(async move {
-        if let Err(error) = reader.await {
-            tracing::error!(%error, "The X-Ray UDP reader stopped unexpectedly.");
-        }
-    });
+    tracker.spawn(xray::run(socket, budget.clone(), tx, token.child_token()));
     let sink = XraySink::new(client.clone(), xray.retry_max_duration, abort.clone());
     let settings = TracesSettings {
         max_documents: xray.batch_max_documents,

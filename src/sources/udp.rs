@@ -123,13 +123,7 @@ impl Receiver {
         }
     }
 
-    /// Reads up to [`BATCH`] datagrams from a non-blocking socket without waiting; a
-    /// `WouldBlock` error when none is queued. For callers that read on their own thread.
-    pub fn try_recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
-        self.recv_now(socket.as_raw_fd())
-    }
-
-    /// The `i`-th datagram of the last [`Receiver::recv`] or [`Receiver::try_recv`].
+    /// The `i`-th datagram of the last [`Receiver::recv`].
     pub fn datagram(&self, i: usize) -> &[u8] {
         &self.buffers[i][..self.lengths[i]]
     }
@@ -173,20 +167,6 @@ impl Receiver {
         }
         Ok(n)
     }
-}
-
-/// Blocks the calling thread until `socket` has a datagram queued or `timeout` passed;
-/// true when readable. An interrupted wait returns false (the caller just waits again).
-pub fn wait_readable(socket: &impl AsRawFd, timeout: std::time::Duration) -> bool {
-    let mut fd = libc::pollfd {
-        fd: socket.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd, and the count passed is 1.
-    let ready = unsafe { libc::poll(&mut fd, 1, millis) };
-    ready > 0
 }
 
 /// The `SO_RXQ_OVFL` control message of a received datagram, if the kernel attached one.

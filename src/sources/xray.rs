@@ -9,15 +9,15 @@
 //! as spillover, as the daemon does.
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::budget::Budget;
 use crate::pipeline::Segment;
-use crate::sources::udp::{wait_readable, Receiver, BATCH};
+use crate::sources::udp::{Receiver, BATCH};
 use crate::telemetry::{self, RejectReason, COUNTERS};
 
 /// The daemon's protocol header.
@@ -108,47 +108,26 @@ pub fn is_trace_id(s: &str) -> bool {
     )
 }
 
-/// After a short read, how long to let datagrams gather before reading again. Each wake-up
-/// of the reading thread costs more than reading several datagrams at once, the kernel buffer
-/// holds thousands of documents, and a batch waits up to a second for more anyway.
-const GATHER: Duration = Duration::from_millis(2);
-
-/// How often a reader with nothing to read checks for shutdown.
-const IDLE_CHECK: Duration = Duration::from_millis(100);
-
-/// Accepted documents are handed to the pipeline once this many have gathered, or sooner when
-/// the socket runs dry: one hand-off (and one wake-up of the batcher) per batch, not per read.
-const HAND_OFF_DOCUMENTS: usize = 50;
-
-/// Reads datagrams on the calling thread until `token` is cancelled, and hands the accepted
-/// documents to `tx` in groups. Blocking on its own thread keeps the socket out of the
-/// runtime's event loop, which would otherwise wake a worker for every datagram.
-///
-/// Pacing: when a read comes back short and fewer than [`BATCH`] datagrams arrived since the
-/// last pause (a slow trickle), the reader pauses [`GATHER`] before reading again. At high
-/// rates it never pauses, so a burst cannot overflow a small kernel buffer during a pause.
-pub fn run_blocking(
-    socket: std::net::UdpSocket,
+/// Reads datagrams until `token` is cancelled, and hands the accepted documents of each
+/// `recvmmsg` to `tx` together: one hand-off (and at most one wake-up of the batcher) per
+/// read, not per document.
+pub async fn run(
+    socket: UdpSocket,
     budget: Budget,
     tx: mpsc::Sender<Vec<Segment>>,
     token: CancellationToken,
 ) {
     let mut receiver = Receiver::new();
-    let mut pending: Vec<Segment> = Vec::new();
-    let mut since_pause = 0;
-    while !token.is_cancelled() {
-        let count = match receiver.try_recv(&socket) {
+    let mut pending: Vec<Segment> = Vec::with_capacity(BATCH);
+    loop {
+        let received = tokio::select! {
+            _ = token.cancelled() => return,
+            received = receiver.recv(&socket) => received,
+        };
+        let count = match received {
             Ok(count) => count,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                hand_off(&mut pending, &tx);
-                since_pause = 0;
-                wait_readable(&socket, IDLE_CHECK);
-                continue;
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(error) => {
                 tracing::warn!(%error, "Reading the X-Ray UDP socket failed.");
-                std::thread::sleep(GATHER);
                 continue;
             }
         };
@@ -156,18 +135,8 @@ pub fn run_blocking(
         tracing::trace!(count, "Datagrams received.");
         pending.extend((0..count).filter_map(|i| accept(receiver.datagram(i), &budget)));
         COUNTERS.xray.kernel_drops.raise_to(receiver.kernel_drops);
-        if pending.len() >= HAND_OFF_DOCUMENTS {
-            hand_off(&mut pending, &tx);
-        }
-        since_pause += count;
-        if count < BATCH {
-            if since_pause < BATCH {
-                std::thread::sleep(GATHER);
-            }
-            since_pause = 0;
-        }
+        hand_off(&mut pending, &tx);
     }
-    hand_off(&mut pending, &tx);
 }
 
 /// Queues the gathered documents for the batcher; counts them as spillover when it is full.
@@ -176,7 +145,7 @@ fn hand_off(pending: &mut Vec<Segment>, tx: &mpsc::Sender<Vec<Segment>>) {
         return;
     }
     let documents = pending.len() as u64;
-    let group = std::mem::replace(pending, Vec::with_capacity(HAND_OFF_DOCUMENTS));
+    let group = std::mem::replace(pending, Vec::with_capacity(BATCH));
     if tx.try_send(group).is_err() {
         COUNTERS.xray.spillover.add(documents);
     }
