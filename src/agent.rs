@@ -140,6 +140,7 @@ pub async fn run(
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());
     wiring.tracker.spawn(summaries);
     tracing::info!("cloudtail started.");
+    crate::memory::release_startup_memory();
     let timeout = config.agent.shutdown_timeout;
     let mut reloader = reload::Reloader::new(config, files_reload);
     loop {

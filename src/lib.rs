@@ -12,6 +12,7 @@ pub mod agent;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod memory;
 pub mod metadata;
 pub mod pipeline;
 pub mod placeholders;

@@ -10,6 +10,8 @@ use cloudtail::cli::{self, Command, RunArgs};
 use cloudtail::config::{self, Config, LogLevel};
 use cloudtail::{aws::AwsError, RunError};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
@@ -154,23 +156,27 @@ async fn reload_on_sighup(args: RunArgs, tx: tokio::sync::mpsc::Sender<Config>) 
     }
 }
 
-/// Logs to stdout, or appended to `-f FILE`; levels as the daemon names them.
+/// Logs to stdout, or appended to `-f FILE`; levels as the daemon names them. A plain target
+/// filter (no `RUST_LOG` syntax) keeps the directive parser and its regexes out of startup.
 fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let filter = match config.agent.log_level {
-        LogLevel::Dev => "trace",
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-        LogLevel::Quiet => "off",
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let level = match config.agent.log_level {
+        LogLevel::Dev => LevelFilter::TRACE,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Quiet => LevelFilter::OFF,
     };
     // Our own crate at the chosen level; the SDK's chatter only from debug on.
-    let directives = match config.agent.log_level {
-        LogLevel::Dev | LogLevel::Debug => format!("info,cloudtail={filter}"),
-        _ => format!("warn,cloudtail={filter}"),
+    let others = match config.agent.log_level {
+        LogLevel::Dev | LogLevel::Debug => LevelFilter::INFO,
+        _ => LevelFilter::WARN,
     };
-    let env_filter = tracing_subscriber::EnvFilter::try_new(directives)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(env_filter);
+    let filter = Targets::new()
+        .with_default(others)
+        .with_target("cloudtail", level);
+    let builder = tracing_subscriber::fmt().with_max_level(level.max(others));
     match &config.agent.log_file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -186,11 +192,15 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
             builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(file))
+                .finish()
+                .with(filter)
                 .init();
         }
         None => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .with_writer(std::io::stdout)
+            .finish()
+            .with(filter)
             .init(),
     }
     Ok(())

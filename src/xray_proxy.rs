@@ -128,9 +128,6 @@ pub enum ProxyError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// No trusted root certificate could be loaded from the system store.
-    #[error("no TLS root certificates found (install ca-certificates or set SSL_CERT_FILE)")]
-    TlsRoots(#[source] std::io::Error),
 }
 
 /// The sampling proxy, built and checked, ready to serve a listener.

@@ -22,8 +22,9 @@ use crate::xray_proxy::{ProxyCounters, ProxyError, ProxyOptions, ProxyTarget, Sa
 
 /// How often X-Ray telemetry records are sent (the daemon's interval).
 const TELEMETRY_RECORDS_EVERY: Duration = Duration::from_secs(60);
-/// Room in the hand-off from a datagram source to its batcher; the budget is the real limit.
-const SEGMENT_CHANNEL: usize = 4096;
+/// Room in the hand-off from the UDP reader to the batcher, in groups of documents; the budget
+/// is the real limit.
+const SEGMENT_CHANNEL: usize = 1024;
 
 /// UDP segments → traces pipeline → `PutTraceSegments`; the TCP sampling proxy; telemetry.
 pub(super) async fn start(
@@ -91,13 +92,14 @@ pub(super) async fn start(
     Ok(())
 }
 
-/// A spilled document back as a segment; the source checked it was UTF-8 before spilling.
+/// A spilled document back as a segment (a group of one for the batcher); the source checked
+/// it was UTF-8 before spilling.
 fn segment_from_spill(
     payload: Vec<u8>,
     permit: crate::pipeline::budget::Permit,
-) -> Option<Segment> {
+) -> Option<Vec<Segment>> {
     let document = String::from_utf8(payload).ok()?;
-    Some(Segment { document, permit })
+    Some(vec![Segment { document, permit }])
 }
 
 /// The TCP sampling proxy, signing with the agent's credentials and going through `-p` (or

@@ -32,9 +32,10 @@ pub struct TracesSettings {
 /// byte cap still keeps one batch of huge documents from holding several MB in one request.
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// Runs until `rx` is closed and every batch was handed to `sink` and finished.
+/// Runs until `rx` is closed and every batch was handed to `sink` and finished. Segments
+/// arrive in groups (what the source read together), so the batcher wakes once per group.
 pub async fn run<S: Sink<Segment>>(
-    mut rx: mpsc::Receiver<Segment>,
+    mut rx: mpsc::Receiver<Vec<Segment>>,
     sink: S,
     settings: TracesSettings,
 ) {
@@ -51,11 +52,14 @@ pub async fn run<S: Sink<Segment>>(
         let deadline = batcher.deadline().map(Instant::from_std);
         tokio::select! {
             received = rx.recv(), if open => match received {
-                Some(segment) => {
-                    let size = segment.document.len();
-                    ready.extend(batcher.push(segment, size, std::time::Instant::now()));
-                    if batcher.is_full() {
-                        ready.extend(batcher.take());
+                Some(group) => {
+                    let now = std::time::Instant::now();
+                    for segment in group {
+                        let size = segment.document.len();
+                        ready.extend(batcher.push(segment, size, now));
+                        if batcher.is_full() {
+                            ready.extend(batcher.take());
+                        }
                     }
                 }
                 None => {
@@ -134,7 +138,7 @@ mod tests {
         };
         let task = tokio::spawn(run(rx, sink.clone(), settings));
         for n in 0..120 {
-            tx.send(segment(&budget, n)).await.expect("send");
+            tx.send(vec![segment(&budget, n)]).await.expect("send");
         }
         drop(tx);
         task.await.expect("pipeline");
@@ -161,7 +165,7 @@ mod tests {
             concurrency: 1,
         };
         let _task = tokio::spawn(run(rx, sink.clone(), settings));
-        tx.send(segment(&budget, 1)).await.expect("send");
+        tx.send(vec![segment(&budget, 1)]).await.expect("send");
         tokio::time::sleep(Duration::from_millis(900)).await;
         assert!(sink.0.lock().expect("lock").is_empty());
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::budget::Budget;
 use crate::pipeline::spill::Spill;
 use crate::pipeline::Segment;
-use crate::sources::udp::Receiver;
+use crate::sources::udp::{Receiver, BATCH};
 use crate::telemetry::{self, RejectReason, COUNTERS};
 
 /// The daemon's protocol header.
@@ -109,17 +109,19 @@ pub fn is_trace_id(s: &str) -> bool {
     )
 }
 
-/// Reads datagrams until `token` is cancelled, and hands accepted documents to `tx` (or to
-/// `spill` when they find no memory).
+/// Reads datagrams until `token` is cancelled, and hands the accepted documents of each
+/// `recvmmsg` to `tx` together: one hand-off (and at most one wake-up of the batcher) per
+/// read, not per document. Documents that find no memory go to `spill` when there is one.
 pub async fn run(
     socket: UdpSocket,
     budget: Budget,
-    tx: mpsc::Sender<Segment>,
+    tx: mpsc::Sender<Vec<Segment>>,
     spill: Option<std::sync::Arc<Spill>>,
     token: CancellationToken,
 ) {
     let spill = spill.as_deref();
     let mut receiver = Receiver::new();
+    let mut pending: Vec<Segment> = Vec::with_capacity(BATCH);
     loop {
         let received = tokio::select! {
             _ = token.cancelled() => return,
@@ -134,18 +136,34 @@ pub async fn run(
         };
         COUNTERS.xray.received.add(count as u64);
         tracing::trace!(count, "Datagrams received.");
-        for i in 0..count {
-            accept(receiver.datagram(i), &budget, &tx, spill);
-        }
+        pending.extend((0..count).filter_map(|i| accept(receiver.datagram(i), &budget, spill)));
         COUNTERS.xray.kernel_drops.raise_to(receiver.kernel_drops);
+        hand_off(&mut pending, &tx, spill);
     }
 }
 
-/// Validates one datagram and queues its document, or counts why not.
-fn accept(datagram: &[u8], budget: &Budget, tx: &mpsc::Sender<Segment>, spill: Option<&Spill>) {
+/// Queues the gathered documents for the batcher; when it is full they go to the spill, or
+/// are counted as spillover.
+fn hand_off(pending: &mut Vec<Segment>, tx: &mpsc::Sender<Vec<Segment>>, spill: Option<&Spill>) {
+    if pending.is_empty() {
+        return;
+    }
+    let group = std::mem::replace(pending, Vec::with_capacity(BATCH));
+    if let Err(full) = tx.try_send(group) {
+        for segment in full.into_inner() {
+            spill_or_drop(spill, &segment.document);
+        }
+    }
+}
+
+/// Validates one datagram and takes budget for its document, or spills it, or counts why not.
+fn accept(datagram: &[u8], budget: &Budget, spill: Option<&Spill>) -> Option<Segment> {
     let body = match parse_datagram(datagram) {
         Ok(body) => body,
-        Err(reason) => return telemetry::segment_rejected(reason, 1),
+        Err(reason) => {
+            telemetry::segment_rejected(reason, 1);
+            return None;
+        }
     };
     // While documents wait on disk, new ones queue behind them, in order.
     let permit = match spill {
@@ -153,15 +171,13 @@ fn accept(datagram: &[u8], budget: &Budget, tx: &mpsc::Sender<Segment>, spill: O
         _ => budget.try_acquire(body.len()),
     };
     let Some(permit) = permit else {
-        return spill_or_drop(spill, body);
+        spill_or_drop(spill, body);
+        return None;
     };
-    let segment = Segment {
+    Some(Segment {
         document: body.to_owned(),
         permit,
-    };
-    if tx.try_send(segment).is_err() {
-        spill_or_drop(spill, body);
-    }
+    })
 }
 
 /// A document that found no room in memory: to the disk spill if it takes it, else counted as

@@ -21,7 +21,7 @@ use hyper::body::{Body, Incoming};
 
 use super::credentials::CachedCredentials;
 use super::sign::{sign_request, SignError};
-use super::upstream::{Endpoint, UpstreamClient};
+use super::upstream::{Endpoint, UpstreamClient, UpstreamError};
 use super::MAX_RESPONSE_BODY_BYTES;
 use super::{ProxyCounters, ProxyError, ProxyOptions, ProxyTarget, MAX_REQUEST_BODY_BYTES};
 
@@ -82,7 +82,7 @@ pub(super) enum ForwardError {
     Sign(#[source] SignError),
     /// The endpoint could not be reached or broke the exchange.
     #[error("the X-Ray endpoint request failed")]
-    Upstream(#[source] hyper_util::client::legacy::Error),
+    Upstream(#[source] UpstreamError),
     /// The endpoint's response body failed or was over [`MAX_RESPONSE_BODY_BYTES`].
     #[error("reading the X-Ray endpoint response failed")]
     UpstreamBody(#[source] BoxError),

@@ -5,6 +5,7 @@
 //! emulators, optionally tunnelled through an HTTP `CONNECT` proxy).
 //! It must never sign, retry or time out on its own: the caller signs and bounds each exchange.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::OnceCell;
 
 use super::ProxyError;
 
@@ -99,34 +101,61 @@ fn host_header(scheme: &Scheme, host: &str, port: Option<u16>) -> String {
     }
 }
 
-/// The pooled HTTP client to the endpoint, direct or through a `CONNECT` proxy.
+/// The pooled HTTP client to the endpoint, direct or through a `CONNECT` proxy, built on the
+/// first request: loading and parsing the system's root certificates costs memory and time
+/// that an agent whose applications never ask for sampling rules should not pay.
 #[derive(Debug, Clone)]
-pub(super) enum UpstreamClient {
+pub(super) struct UpstreamClient {
+    /// The validated `CONNECT` tunnel, when going through a proxy.
+    tunnel: Option<Tunnel<HttpConnector>>,
+    /// The client, once built.
+    client: Arc<OnceCell<Pooled>>,
+}
+
+/// The built client, direct or tunnelled.
+#[derive(Debug, Clone)]
+enum Pooled {
     /// Straight to the endpoint.
     Direct(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
     /// Through an HTTP proxy, with a `CONNECT` tunnel per connection.
     Tunneled(Client<HttpsConnector<Tunnel<HttpConnector>>, Full<Bytes>>),
 }
 
+/// Why an exchange with the endpoint failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UpstreamError {
+    /// No trusted root certificate could be loaded from the system store.
+    #[error("no TLS root certificates found (install ca-certificates or set SSL_CERT_FILE)")]
+    TlsRoots(#[source] std::io::Error),
+    /// The endpoint could not be reached or broke the exchange.
+    #[error(transparent)]
+    Exchange(#[from] hyper_util::client::legacy::Error),
+}
+
 impl UpstreamClient {
-    /// Builds the client; loads the system's root certificates once.
+    /// Validates the proxy address; the client itself is built on first use.
     pub(super) fn new(proxy: Option<&Uri>) -> Result<Self, ProxyError> {
+        Ok(Self {
+            tunnel: proxy.map(tunnel).transpose()?,
+            client: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// Builds the client; loads the system's root certificates once.
+    fn build(&self) -> Result<Pooled, UpstreamError> {
         // The platform's trusted roots; honours `SSL_CERT_FILE`/`SSL_CERT_DIR`.
         let tls = HttpsConnectorBuilder::new()
             .with_native_roots()
-            .map_err(ProxyError::TlsRoots)?
+            .map_err(UpstreamError::TlsRoots)?
             .https_or_http()
             .enable_http1();
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new());
-        Ok(match proxy {
-            None => Self::Direct(builder.build(tls.wrap_connector(tcp_connector()))),
-            Some(proxy) => {
-                let tunnel = tunnel(proxy)?;
-                Self::Tunneled(builder.build(tls.wrap_connector(tunnel)))
-            }
+        Ok(match &self.tunnel {
+            None => Pooled::Direct(builder.build(tls.wrap_connector(tcp_connector()))),
+            Some(tunnel) => Pooled::Tunneled(builder.build(tls.wrap_connector(tunnel.clone()))),
         })
     }
 
@@ -134,11 +163,15 @@ impl UpstreamClient {
     pub(super) async fn send(
         &self,
         request: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        match self {
-            Self::Direct(client) => client.request(request).await,
-            Self::Tunneled(client) => client.request(request).await,
-        }
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let client = self
+            .client
+            .get_or_try_init(|| async { self.build() })
+            .await?;
+        Ok(match client {
+            Pooled::Direct(client) => client.request(request).await?,
+            Pooled::Tunneled(client) => client.request(request).await?,
+        })
     }
 }
 

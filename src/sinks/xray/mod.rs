@@ -1,6 +1,7 @@
 //! X-Ray: `PutTraceSegments` for batches of documents, `PutTelemetryRecords` for the daemon's
 //! own counters.
 
+pub mod body;
 pub mod sink;
 pub mod telemetry_records;
 

@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_xray::types::UnprocessedTraceSegment;
 use aws_sdk_xray::Client;
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::body::put_trace_segments_body;
 use super::{timestamp_now, TIMESTAMP_HEADER};
 use crate::pipeline::retry::{Backoff, Retry};
 use crate::pipeline::{Segment, Sink};
@@ -44,17 +47,23 @@ impl XraySink {
         }
     }
 
-    async fn put(&self, documents: Vec<String>) -> Result<Vec<UnprocessedTraceSegment>, Verdict> {
+    /// One `PutTraceSegments` attempt with a body written by [`put_trace_segments_body`]. The
+    /// SDK still resolves the endpoint, signs, sends and parses the answer; the request's
+    /// body is swapped for ours before signing, so the SDK never escapes the documents itself
+    /// and a retry reuses the same bytes.
+    async fn put(&self, body: &Bytes) -> Result<Vec<UnprocessedTraceSegment>, Verdict> {
         COUNTERS.xray.put_calls.inc();
+        let body = body.clone();
         let call = self
             .client
             .put_trace_segments()
-            .set_trace_segment_documents(Some(documents))
+            .set_trace_segment_documents(Some(Vec::new()))
             .customize()
-            .mutate_request(|request| {
-                request
-                    .headers_mut()
-                    .insert(TIMESTAMP_HEADER, timestamp_now());
+            .mutate_request(move |request| {
+                let headers = request.headers_mut();
+                headers.insert(TIMESTAMP_HEADER, timestamp_now());
+                headers.insert("content-length", body.len().to_string());
+                *request.body_mut() = SdkBody::from(body.clone());
             })
             .send();
         match call.await {
@@ -75,7 +84,7 @@ impl XraySink {
 impl Sink<Segment> for XraySink {
     async fn send(&self, batch: Vec<Segment>) {
         let count = batch.len() as u64;
-        let documents: Vec<String> = batch.iter().map(|s| s.document.clone()).collect();
+        let body = put_trace_segments_body(batch.iter().map(|s| s.document.as_str()));
         let started = Instant::now();
         let mut attempt = 0;
         loop {
@@ -83,7 +92,7 @@ impl Sink<Segment> for XraySink {
                 _ = self.abort.cancelled() => {
                     return give_up(count, "shutdown deadline passed");
                 }
-                result = self.put(documents.clone()) => result,
+                result = self.put(&body) => result,
             };
             let verdict = match result {
                 Ok(unprocessed) => return delivered(&batch, &unprocessed),
