@@ -116,6 +116,7 @@ pub async fn run(
     }
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());
     wiring.tracker.spawn(summaries);
+    telemetry::mark_started();
     tracing::info!("cloudtail started.");
     let timeout = config.agent.shutdown_timeout;
     let mut reloader = reload::Reloader::new(config, files_reload);

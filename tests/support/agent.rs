@@ -22,6 +22,7 @@ use super::{
 pub struct AgentBuilder {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    removed: Vec<OsString>,
     endpoint: Option<String>,
     udp: Option<SocketAddr>,
     tcp: Option<SocketAddr>,
@@ -48,6 +49,13 @@ impl AgentBuilder {
     /// Sets an environment variable for the agent (`AWS_REGION`, `RUST_LOG`, ...).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Removes a variable the test environment would set (e.g. `AWS_ACCESS_KEY_ID`, so that
+    /// the SDK's chain goes on to container credentials).
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.removed.push(key.into());
         self
     }
 
@@ -103,6 +111,9 @@ impl AgentBuilder {
             cmd.env("AWS_ENDPOINT_URL", url);
         }
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        for key in &self.removed {
+            cmd.env_remove(key);
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
@@ -323,6 +334,18 @@ impl Agent {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no VmRSS in {path}"))
+    }
+
+    /// Peak resident memory in KiB so far (`VmHWM` of `/proc/<pid>/status`).
+    pub fn peak_rss_kb(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in {path}"))
     }
 
     /// What it printed on stdout so far.
