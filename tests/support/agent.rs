@@ -87,8 +87,8 @@ impl AgentBuilder {
         let stderr_path = dir.path().join("stderr.log");
         let stdout = File::create(&stdout_path).expect("create stdout.log");
         let stderr = File::create(&stderr_path).expect("create stderr.log");
-        let bin = env!("CARGO_BIN_EXE_cloudtail");
-        let mut cmd = Command::new(bin);
+        let bin = binary();
+        let mut cmd = Command::new(&bin);
         cmd.args(&self.args)
             .current_dir(dir.path())
             .stdin(Stdio::null())
@@ -116,7 +116,7 @@ impl AgentBuilder {
         }
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         Agent {
             child,
             dir,
@@ -127,6 +127,15 @@ impl AgentBuilder {
             telemetry: self.telemetry,
             args: self.args,
         }
+    }
+}
+
+/// The binary under test: `$CLOUDTAIL_TEST_BIN` when set (e.g. the release build, for
+/// measurements), else the one cargo built with the tests.
+pub fn binary() -> PathBuf {
+    match std::env::var_os("CLOUDTAIL_TEST_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_cloudtail")),
     }
 }
 
