@@ -45,6 +45,7 @@ async fn fifty_fast_files_with_the_endpoint_down_stay_within_the_budget() {
         .map(|i| load::lines(&rig.log_path(&format!("f{i:02}.log")), per_sec, LINE_BYTES))
         .collect();
     std::thread::sleep(GROWTH);
+    writers.iter().for_each(Producer::stop);
     let sent: Vec<usize> = writers.into_iter().map(Producer::finish).collect();
     let total: usize = sent.iter().sum();
 

@@ -56,6 +56,13 @@ impl Producer {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Tells the thread to stop after its current tick, without waiting (stop every producer
+    /// first, then [`Producer::finish`] each, or the last ones run on while the first are
+    /// joined).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     /// Stops the thread; returns the items delivered.
     pub fn finish(mut self) -> usize {
         self.stop.store(true, Ordering::Relaxed);

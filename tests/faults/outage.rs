@@ -86,6 +86,7 @@ async fn run(fault: Fault) {
         moto.inject_faults(fault.off.clone());
     }
     std::thread::sleep(SETTLE);
+    (lines.stop(), segments.stop(), emf.stop());
     let (lines, segments, emf) = (lines.finish(), segments.finish(), emf.finish());
 
     let drain = Duration::from_secs(120) + fault.hold;
