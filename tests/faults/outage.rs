@@ -86,7 +86,9 @@ async fn run(fault: Fault) {
         moto.inject_faults(fault.off.clone());
     }
     std::thread::sleep(SETTLE);
-    (lines.stop(), segments.stop(), emf.stop());
+    lines.stop();
+    segments.stop();
+    emf.stop();
     let (lines, segments, emf) = (lines.finish(), segments.finish(), emf.finish());
 
     let drain = Duration::from_secs(120) + fault.hold;
