@@ -139,6 +139,7 @@ pub async fn run(
     }
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());
     wiring.tracker.spawn(summaries);
+    telemetry::mark_started();
     tracing::info!("cloudtail started.");
     crate::memory::release_startup_memory();
     let timeout = config.agent.shutdown_timeout;

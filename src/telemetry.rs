@@ -457,7 +457,16 @@ pub(crate) fn write_labeled(out: &mut String, name: &str, help: &str, values: &[
     write_metric(out, name, help, "counter", &borrowed);
 }
 
-/// Serves `/metrics` and `/healthz` until `token` is cancelled.
+/// Set once every source is listening and every pipeline runs. Until then `/healthz` answers
+/// 503: a supervisor or a client that waits for it must not send to a port not yet bound.
+static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the agent started: `/healthz` answers 200 from now on.
+pub fn mark_started() {
+    STARTED.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// Serves `/metrics` and `/healthz` (503 until [`mark_started`]) until `token` is cancelled.
 pub async fn serve(listener: TcpListener, gauges: GaugeFn, token: CancellationToken) {
     loop {
         let stream = tokio::select! {
@@ -488,7 +497,14 @@ async fn respond(
     gauges: GaugeFn,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, content_type, body) = match req.uri().path() {
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/healthz" if STARTED.load(std::sync::atomic::Ordering::Acquire) => {
+            (StatusCode::OK, "text/plain", "ok\n".to_string())
+        }
+        "/healthz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "starting\n".to_string(),
+        ),
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",

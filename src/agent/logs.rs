@@ -11,7 +11,9 @@ use crate::config::{Config, LogsConfig};
 use crate::pipeline::budget::Pipeline;
 use crate::pipeline::logs::{self, LogsSettings};
 use crate::pipeline::{LogEvent, MetricDatum};
-use crate::sinks::cloudwatch_logs::{prepare_groups, CloudWatchLogsSink};
+use crate::sinks::cloudwatch_logs::{
+    prepare_groups, request_memory_for_budget, CloudWatchLogsSink,
+};
 use crate::sources::file::{Checkpointer, FileSource, NameContext};
 
 /// Room in the hand-off from the sources to the batcher; sources hold budget for what waits.
@@ -32,7 +34,8 @@ pub(super) fn start_pipeline(
         settings.per_destination = logs.concurrency;
     }
     let client = aws_sdk_cloudwatchlogs::Client::new(&aws.sdk);
-    let sink = CloudWatchLogsSink::new(client, per_stream, wiring.abort.clone());
+    let sink = CloudWatchLogsSink::new(client, per_stream, wiring.abort.clone())
+        .with_request_memory(request_memory_for_budget(wiring.budget.total_bytes()));
     let (tx, rx) = mpsc::channel::<LogEvent>(LOG_CHANNEL);
     wiring.tracker.spawn(logs::run(rx, sink, settings));
     tx

@@ -22,6 +22,7 @@ use super::{
 pub struct AgentBuilder {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    removed: Vec<OsString>,
     endpoint: Option<String>,
     udp: Option<SocketAddr>,
     tcp: Option<SocketAddr>,
@@ -48,6 +49,13 @@ impl AgentBuilder {
     /// Sets an environment variable for the agent (`AWS_REGION`, `RUST_LOG`, ...).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Removes a variable the test environment would set (e.g. `AWS_ACCESS_KEY_ID`, so that
+    /// the SDK's chain goes on to container credentials).
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.removed.push(key.into());
         self
     }
 
@@ -79,8 +87,8 @@ impl AgentBuilder {
         let stderr_path = dir.path().join("stderr.log");
         let stdout = File::create(&stdout_path).expect("create stdout.log");
         let stderr = File::create(&stderr_path).expect("create stderr.log");
-        let bin = env!("CARGO_BIN_EXE_cloudtail");
-        let mut cmd = Command::new(bin);
+        let bin = binary();
+        let mut cmd = Command::new(&bin);
         cmd.args(&self.args)
             .current_dir(dir.path())
             .stdin(Stdio::null())
@@ -103,9 +111,12 @@ impl AgentBuilder {
             cmd.env("AWS_ENDPOINT_URL", url);
         }
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        for key in &self.removed {
+            cmd.env_remove(key);
+        }
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         Agent {
             child,
             dir,
@@ -116,6 +127,15 @@ impl AgentBuilder {
             telemetry: self.telemetry,
             args: self.args,
         }
+    }
+}
+
+/// The binary under test: `$CLOUDTAIL_TEST_BIN` when set (e.g. the release build, for
+/// measurements), else the one cargo built with the tests.
+pub fn binary() -> PathBuf {
+    match std::env::var_os("CLOUDTAIL_TEST_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_cloudtail")),
     }
 }
 
@@ -323,6 +343,18 @@ impl Agent {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no VmRSS in {path}"))
+    }
+
+    /// Peak resident memory in KiB so far (`VmHWM` of `/proc/<pid>/status`).
+    pub fn peak_rss_kb(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in {path}"))
     }
 
     /// What it printed on stdout so far.

@@ -33,6 +33,12 @@ impl Moto {
     /// Starts the stub and waits until `GET /moto-api/` answers. Panics (with its log) if it
     /// does not come up within a minute.
     pub fn start() -> Moto {
+        Moto::start_with_args(&[])
+    }
+
+    /// [`Moto::start`] with more `moto_front.py` arguments (`--quiet`,
+    /// `--record-body-limit 0` for tests that send too much to journal).
+    pub fn start_with_args(extra: &[&str]) -> Moto {
         let py = require_python();
         let dir = tempfile::Builder::new()
             .prefix("cloudtail-moto-")
@@ -43,6 +49,7 @@ impl Moto {
         let mut child = Command::new(&py)
             .arg(support_dir().join("moto_front.py"))
             .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
+            .args(extra)
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -138,10 +145,30 @@ impl Moto {
 
     /// Adds a fault rule (`POST /_front/faults`): `{"status": 503, "count": N}`,
     /// `{"throttle": N}`, `{"down": true}` (optionally `"mode": "503"`), `{"down": false}`,
-    /// `{"clear": true}`; `"operation"` / `"path"` restrict a rule to some requests. Faults hit
+    /// `{"delay": SECONDS}` (optionally `"count": N`), `"every": K` with status/throttle (only
+    /// every K-th matching request fails), `{"clear": true}`; `"operation"` / `"path"` restrict a rule to some requests. Faults hit
     /// every AWS request that matches, the tests' own SDK clients' included.
     pub fn inject_faults(&self, fault: Value) {
         self.control("POST", "/_front/faults", Some(&fault));
+    }
+
+    /// The stub's container credentials route, for `AWS_CONTAINER_CREDENTIALS_FULL_URI`: each
+    /// call hands out a new key whose `Expiration` is `ttl_secs` ahead; requests signed with it
+    /// more than `valid_secs` after it was handed out get `ExpiredTokenException`.
+    pub fn credentials_uri(&self, ttl_secs: u64, valid_secs: u64) -> String {
+        format!(
+            "{}/_front/credentials?ttl={ttl_secs}&valid={valid_secs}",
+            self.endpoint()
+        )
+    }
+
+    /// (keys handed out by [`Moto::credentials_uri`], requests refused as expired).
+    pub fn issued_keys(&self) -> (u64, u64) {
+        let doc = self
+            .control("GET", "/_front/credentials/issued", None)
+            .json();
+        let n = |k: &str| doc[k].as_u64().unwrap_or(0);
+        (n("issued"), n("rejected"))
     }
 
     /// Clears the journal and the faults, and resets moto's state.

@@ -28,6 +28,7 @@ What the middleware adds to moto (5.x):
 Control API (never journaled, never faulted; neither is moto's own `/moto-api/`):
   GET  /_front/requests   JSON list, oldest first, of
          {"seq", "time", "method", "path", "query", "protocol", "target", "operation",
+          "key" (the SigV4 access key, or null),
           "headers": {"Authorization", "X-Amzn-Xray-Timestamp", "x-amzn-logs-format",
                       "Content-Encoding", "Content-Type"} (only those present),
           "body_bytes", "body" (JSON-decoded request body, CBOR and gzip undone; null when not
@@ -47,7 +48,20 @@ Control API (never journaled, never faulted; neither is moto's own `/moto-api/`)
          {"down": true, "mode": "close"|"503"}  every AWS request has its connection closed
                                       without an answer ("close", the default) or gets an empty
                                       503, until {"down": false};
+         {"delay": SECONDS, "count": N}  the next N AWS requests (default: every one, until
+                                      cleared) are answered normally but SECONDS late;
+         {"every": K, ...}            with "status" or "throttle": only every K-th matching
+                                      request takes a unit of the rule (K=2: every other call
+                                      fails, the others go through);
          {"clear": true}              drop every rule and bring the service back up.
+  GET  /_front/credentials?ttl=S[&valid=V]  a container credentials endpoint
+                          (AWS_CONTAINER_CREDENTIALS_FULL_URI): each call hands out a new key
+                          (`ASIAFRONT<n>`) whose Expiration is S seconds later (default 30). An
+                          AWS request signed with such a key more than V seconds (default S: a
+                          key revoked early when V < S) after it was handed out answers the
+                          protocol's ExpiredTokenException (400; 403 for rest-json), journaled
+                          with fault "expired". Keys it did not hand out are not checked.
+  GET  /_front/credentials/issued  {"issued": N, "rejected": M}: keys handed out, requests refused.
   GET  /_front/faults     the rules left and the down state.
   POST /_front/sampling-rules  {"rules": [SamplingRule, ...]} replaces the rules GetSamplingRules
                           serves (SamplingTargets then answers with each rule's FixedRate).
@@ -268,6 +282,11 @@ class Request:
                 self.headers[name] = value
         self.body = None  # decoded later, once gzip and CBOR are undone
 
+    def access_key(self):
+        """The access key of the SigV4 Authorization header, or None."""
+        m = SIGV4_AUTH.match((self.headers.get("Authorization") or "").strip())
+        return m["key"] if m else None
+
     def decode_body(self, plain, limit):
         """Keep a JSON view of the (inflated) body for the journal, if small enough."""
         if not plain or len(plain) > limit:
@@ -318,6 +337,7 @@ class Journal:
                 "headers": dict(req.headers),
                 "body_bytes": len(req.raw_body),
                 "body": req.body,
+                "key": req.access_key(),
                 "status": None,
                 "fault": None,
             }
@@ -368,7 +388,10 @@ class Faults:
                 ops = {ops}
             elif ops is not None:
                 ops = set(ops)
-            if "throttle" in doc:
+            if "delay" in doc:
+                left = int(doc["count"]) if "count" in doc else float("inf")
+                rule = {"kind": "delay", "status": float(doc["delay"]), "left": left}
+            elif "throttle" in doc:
                 rule = {"kind": "throttle", "status": None, "left": int(doc["throttle"])}
             elif "status" in doc:
                 rule = {"kind": "status", "status": int(doc["status"]), "left": int(doc.get("count", 1))}
@@ -376,6 +399,10 @@ class Faults:
                 raise ValueError('expected one of "status", "throttle", "down", "clear"')
             if rule["left"] < 0:
                 raise ValueError("count must be >= 0")
+            rule["every"] = int(doc.get("every", 1))
+            if rule["every"] < 1:
+                raise ValueError('"every" must be >= 1')
+            rule["seen"] = 0
             rule["operation"] = ops
             rule["path"] = doc.get("path")
             self.rules.append(rule)
@@ -392,6 +419,9 @@ class Faults:
                     continue
                 if rule["path"] is not None and req.path != rule["path"]:
                     continue
+                rule["seen"] += 1
+                if rule["seen"] % rule["every"] != 0:
+                    continue
                 rule["left"] -= 1
                 return (rule["kind"], rule["status"])
             self.rules = [r for r in self.rules if r["left"] > 0]
@@ -400,11 +430,56 @@ class Faults:
     def snapshot(self):
         with self.lock:
             rules = [dict(r, operation=sorted(r["operation"]) if r["operation"] else None) for r in self.rules]
-            return {"down": self.down, "rules": [r for r in rules if r["left"] > 0]}
+            for r in rules:
+                if r["left"] == float("inf"):
+                    r["left"] = -1  # JSON has no infinity: -1 means "until cleared"
+            return {"down": self.down, "rules": [r for r in rules if r["left"] != 0]}
 
     def clear(self):
         with self.lock:
             self.rules, self.down = [], None
+
+
+class IssuedKeys:
+    """Short-lived keys handed out by the container credentials route, and their expirations."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.expiry = {}
+        self.rejected = 0
+
+    def issue(self, ttl, valid):
+        """A new key announced to expire in `ttl` s, refused after `valid` s (revoked early)."""
+        with self.lock:
+            key = f"ASIAFRONT{len(self.expiry) + 1:08d}"
+            now = time.time()
+            expires = now + ttl
+            self.expiry[key] = now + min(valid, ttl)
+        stamp = dt.datetime.fromtimestamp(expires, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log(f"issued {key}, expires {stamp}")
+        return {
+            "AccessKeyId": key,
+            "SecretAccessKey": f"secret-{key}",
+            "Token": f"token-{key}",
+            "Expiration": stamp,
+        }
+
+    def expired(self, key):
+        """True when `key` was handed out here and its expiration passed (counted)."""
+        with self.lock:
+            expires = self.expiry.get(key)
+            if expires is None or time.time() < expires:
+                return False
+            self.rejected += 1
+            return True
+
+    def snapshot(self):
+        with self.lock:
+            return {"issued": len(self.expiry), "rejected": self.rejected}
+
+    def clear(self):
+        with self.lock:
+            self.expiry, self.rejected = {}, 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -579,6 +654,7 @@ class Front:
         self.faults = Faults()
         self.rules_lock = threading.Lock()
         self.sampling_rules = [dict(DEFAULT_RULE)]
+        self.keys = IssuedKeys()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -598,12 +674,19 @@ class Front:
             if method == "POST" and path == "/_front/reset":
                 self.journal.clear()
                 self.faults.clear()
+                self.keys.clear()
                 with self.rules_lock:
                     self.sampling_rules = [dict(DEFAULT_RULE)]
                 status, _, body = call_app(self.app, EnvironBuilder(path="/moto-api/reset", method="POST").get_environ())
                 if not status.startswith("200"):
                     return reply_json(start_response, 500, {"message": f"moto reset failed: {status} {body[:200]!r}"})
                 return reply_json(start_response, 200, {"reset": True})
+            if method == "GET" and path == "/_front/credentials":
+                query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", "")))
+                ttl = float(query.get("ttl", 30))
+                return reply_json(start_response, 200, self.keys.issue(ttl, float(query.get("valid", ttl))))
+            if method == "GET" and path == "/_front/credentials/issued":
+                return reply_json(start_response, 200, self.keys.snapshot())
             if method == "GET" and path == "/_front/faults":
                 return reply_json(start_response, 200, self.faults.snapshot())
             if method == "POST" and path == "/_front/faults":
@@ -640,7 +723,17 @@ class Front:
             entry["status"] = int(status.split()[0])
             return start_response(status, headers, exc_info)
 
+        if self.keys.expired(req.access_key()):
+            entry["fault"] = "expired"
+            status = 403 if req.protocol == "rest-json" else 400
+            return self.error(
+                req, recording_start_response, status, "ExpiredTokenException", "The security token included in the request is expired"
+            )
         fault = self.faults.take(req)
+        if fault is not None and fault[0] == "delay":
+            entry["fault"] = f"delay:{fault[1]}"
+            time.sleep(fault[1])
+            fault = None
         if fault is not None:
             entry["fault"] = fault[0] if fault[1] is None else f"{fault[0]}:{fault[1]}"
             return self.inject(environ, req, fault, recording_start_response)

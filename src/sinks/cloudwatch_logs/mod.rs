@@ -11,4 +11,4 @@ pub mod retry;
 pub mod sink;
 
 pub use retention::prepare_groups;
-pub use sink::CloudWatchLogsSink;
+pub use sink::{request_memory_for_budget, CloudWatchLogsSink};

@@ -11,13 +11,18 @@
 //! accepted (ack resolved), rejected for good (counted, ack resolved), or still pending at the
 //! shutdown deadline (ack dropped unresolved, so the file is read again from there on restart).
 //! This sink never resolves the ack of an event AWS has not taken or refused for good.
+//!
+//! A call holds copies of its events beyond the budget's count (the messages copied into the
+//! SDK's input, then the JSON body), up to twice the request's API size. Those copies draw from
+//! a byte allowance of their own (a sixteenth of the memory budget, at least one full request),
+//! so fifty streams retrying at once cannot double the agent's memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
 use aws_sdk_cloudwatchlogs::Client;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{halves, plan};
@@ -34,10 +39,23 @@ pub const EMF_HEADER: (&str, &str) = ("x-amzn-logs-format", "json/emf");
 /// Calls in flight per stream unless configured otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
+/// The largest request's API size (`PutLogEvents`' limit).
+const MAX_REQUEST_BYTES: usize = 1_048_576;
+
+/// The request-copy allowance for a memory budget of `budget_bytes`: a sixteenth of it, and
+/// always room for one full request (whose copies take twice its size).
+pub fn request_memory_for_budget(budget_bytes: usize) -> usize {
+    (budget_bytes / 16).max(2 * MAX_REQUEST_BYTES)
+}
+
 /// The `PutLogEvents` sink. Cheap to clone; clones share the per-stream slots.
 #[derive(Clone)]
 pub struct CloudWatchLogsSink {
     inner: Arc<Inner>,
+    /// Bytes of request copies in flight, see the module doc; unbounded unless set.
+    copies: Arc<Semaphore>,
+    /// The allowance's size (a call never asks for more than all of it).
+    copies_limit: usize,
 }
 
 struct Inner {
@@ -82,7 +100,27 @@ impl CloudWatchLogsSink {
                 streams: Mutex::new(HashMap::new()),
                 abort,
             }),
+            copies: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            copies_limit: Semaphore::MAX_PERMITS,
         }
+    }
+
+    /// Caps the bytes of request copies in flight at `bytes` (see
+    /// [`request_memory_for_budget`]).
+    pub fn with_request_memory(mut self, bytes: usize) -> Self {
+        let bytes = bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        self.copies = Arc::new(Semaphore::new(bytes));
+        self.copies_limit = bytes;
+        self
+    }
+
+    /// Waits until the copies of `request` fit in the allowance; they are released with the
+    /// returned permit, after the call.
+    async fn reserve_copies(&self, request: &[LogEvent]) -> Option<SemaphorePermit<'_>> {
+        let bytes = copy_bytes(request).min(self.copies_limit);
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        // The semaphore is never closed, so this only fails in theory; sending anyway is safe.
+        self.copies.acquire_many(bytes).await.ok()
     }
 
     fn streams(&self) -> MutexGuard<'_, HashMap<Arc<Destination>, Arc<Semaphore>>> {
@@ -161,6 +199,7 @@ impl CloudWatchLogsSink {
                 biased;
                 result = async {
                     let _slot = slots.acquire().await;
+                    let _copies = self.reserve_copies(&request).await;
                     self.put(destination, &request).await
                 } => result,
                 _ = abort.cancelled() => return Outcome::Aborted(request),
@@ -285,6 +324,12 @@ fn by_destination(batch: Vec<LogEvent>) -> Vec<(Arc<Destination>, Vec<LogEvent>)
     groups
 }
 
+/// The bytes a call on `request` holds beyond the events themselves: the messages copied into
+/// the SDK's input, then the serialized body.
+fn copy_bytes(request: &[LogEvent]) -> usize {
+    2 * request.iter().map(LogEvent::api_size).sum::<usize>()
+}
+
 /// The request was taken: counts accepted and rejected events, resolves every ack.
 fn accept(request: Vec<LogEvent>, rejected: Option<&RejectedLogEventsInfo>, to: &Destination) {
     let reasons = rejection_reasons(request.len(), rejected);
@@ -360,6 +405,12 @@ pub fn rejection_reasons(
 mod tests {
     use super::*;
     use LogsRejectReason::*;
+
+    #[test]
+    fn request_memory_is_a_sixteenth_of_the_budget_but_fits_a_full_request() {
+        assert_eq!(request_memory_for_budget(256 << 20), 16 << 20);
+        assert_eq!(request_memory_for_budget(8 << 20), 2 * MAX_REQUEST_BYTES);
+    }
 
     #[test]
     fn rejection_indices_map_to_reasons() {
