@@ -14,7 +14,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    cloudtail::memory::tune_allocator();
     let args: Result<Vec<String>, _> = std::env::args_os()
         .skip(1)
         .map(|a| a.into_string())
@@ -242,43 +242,3 @@ fn fetch(address: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
     }
     Ok(body.to_string())
 }
-
-/// glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps
-/// freed memory for reuse: with batches of ~1 MB passing between worker threads that is tens
-/// of MB of RSS the agent does not use. Two arenas keep the footprint near what is live.
-/// The mmap threshold is pinned too: glibc otherwise raises it each time a large block is
-/// freed, after which ~1 MB request bodies come from the arenas and fragment them (measured:
-/// +3 MB peak RSS with fifty streams retrying).
-/// Even so, lines freed in the middle of an arena stay resident (glibc only gives back the
-/// top of a heap): draining a full budget left 27 MB of free but resident pages. A thread
-/// returns them every [`TRIM_EVERY`], so RSS follows the budget rather than its history.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only sets allocator tunables; called before any thread starts.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
-        }
-        let trim = std::thread::Builder::new()
-            .name("malloc-trim".into())
-            .spawn(|| loop {
-                std::thread::sleep(TRIM_EVERY);
-                // SAFETY: malloc_trim only releases free pages; it is thread-safe.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-            });
-        if let Err(error) = trim {
-            tracing::debug!(%error, "Could not start the malloc-trim thread.");
-        }
-    }
-}
-
-/// How often free pages inside the allocator's arenas are given back to the system.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const TRIM_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Allocations from this size up get their own mapping, returned to the system when freed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD_BYTES: libc::c_int = 128 * 1024;

@@ -517,7 +517,8 @@ async fn ship(
         let mut group = Vec::new();
         let mut bytes = 0usize;
         while let Some(event) = events.peek() {
-            let size = event.message.capacity() + LOG_EVENT_OVERHEAD_BYTES + EVENT_BOOKKEEPING_BYTES;
+            let size =
+                event.message.capacity() + LOG_EVENT_OVERHEAD_BYTES + EVENT_BOOKKEEPING_BYTES;
             if !group.is_empty() && (group.len() >= max_events || bytes + size > max_bytes) {
                 break;
             }
