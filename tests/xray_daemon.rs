@@ -58,6 +58,7 @@ async fn segments_from_the_xray_sdk_land_byte_for_byte() {
             "{doc}"
         );
     }
+    settle(&agent, "cloudtail_xray_segments_sent_total", 5.0);
     let metrics = agent.metrics();
     assert_eq!(
         metrics.get("cloudtail_xray_segments_received_total"),
@@ -74,6 +75,14 @@ async fn segments_from_the_xray_sdk_land_byte_for_byte() {
         let (secs, nanos) = stamp.split_once('.').expect("seconds.nanos");
         assert!(secs.parse::<u64>().is_ok() && nanos.len() == 9, "{stamp}");
     }
+}
+
+/// Documents can be stored by X-Ray a moment before the agent has read its answer and counted
+/// them: waits (boundedly) until `series` shows `value`; the assertions that follow check it.
+fn settle(agent: &Agent, series: &str, value: f64) {
+    wait_until(Duration::from_secs(10), || {
+        agent.metric(series) == Some(value)
+    });
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,6 +113,7 @@ async fn captured_sdk_datagrams_are_accepted() {
     trace_ids.sort();
     trace_ids.dedup();
     let docs = wait_for_documents(&moto, &trace_ids, 5, Duration::from_secs(20)).await;
+    settle(&agent, "cloudtail_xray_segments_sent_total", 5.0);
     for body in &bodies {
         assert!(
             docs.contains(body),
@@ -181,6 +191,7 @@ async fn throttling_and_503_are_retried_until_the_batch_lands() {
     send_udp(agent.udp_addr(), &datagram(&body));
     let docs = wait_for_documents(&moto, &[trace_id], 1, Duration::from_secs(30)).await;
     assert_eq!(docs, vec![body], "{}", agent.logs());
+    settle(&agent, "cloudtail_xray_segments_sent_total", 1.0);
     let metrics = agent.metrics();
     assert!(
         metrics.get("cloudtail_xray_retries_total").unwrap_or(0.0) >= 4.0,

@@ -166,7 +166,13 @@ impl UpstreamClient {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let client = self
             .client
-            .get_or_try_init(|| async { self.build() })
+            .get_or_try_init(|| async {
+                // Reading the certificate store is file I/O: off the runtime's threads.
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || this.build())
+                    .await
+                    .map_err(|e| UpstreamError::TlsRoots(std::io::Error::other(e)))?
+            })
             .await?;
         Ok(match client {
             Pooled::Direct(client) => client.request(request).await?,
