@@ -42,13 +42,22 @@ fn documents() -> Vec<(String, String)> {
 /// Writes the config (X-Ray only, 3 MB of memory, 64 MB of disk spill in `dir/spill`) and
 /// starts an agent on fresh ports; returns it and its UDP address.
 fn start(moto: &Moto, dir: &Path) -> (Agent, SocketAddr) {
-    let (telemetry, udp, tcp) = (free_tcp_port(), free_udp_port(), free_tcp_port());
+    let (udp, tcp) = (free_udp_port(), free_tcp_port());
+    let role = format!(
+        "[xray]\nudp_address = \"127.0.0.1:{udp}\"\ntcp_address = \"127.0.0.1:{tcp}\"\n\
+         telemetry_records = false\n"
+    );
+    (start_with(moto, dir, &role), local(udp))
+}
+
+/// Starts an agent with 3 MB of memory and 64 MB of disk spill in `dir/spill`, running the
+/// role that `role` (TOML tables) describes; waits until it is ready.
+fn start_with(moto: &Moto, dir: &Path, role: &str) -> Agent {
+    let telemetry = free_tcp_port();
     let config = format!(
         "[agent]\ntelemetry_address = \"127.0.0.1:{telemetry}\"\n\
          [aws]\nregion = \"us-east-1\"\nendpoint = \"{}\"\nlocal_mode = true\n\
-         [buffer]\nmemory_mb = 3\ndisk_mb = 64\nspill_dir = \"{}\"\n\
-         [xray]\nudp_address = \"127.0.0.1:{udp}\"\ntcp_address = \"127.0.0.1:{tcp}\"\n\
-         telemetry_records = false\n",
+         [buffer]\nmemory_mb = 3\ndisk_mb = 64\nspill_dir = \"{}\"\n{role}",
         moto.endpoint(),
         spill_dir(dir).display()
     );
@@ -59,7 +68,7 @@ fn start(moto: &Moto, dir: &Path) -> (Agent, SocketAddr) {
         .telemetry_addr(local(telemetry))
         .start();
     agent.ready();
-    (agent, local(udp))
+    agent
 }
 
 fn spill_dir(dir: &Path) -> PathBuf {
@@ -241,23 +250,12 @@ async fn emf_over_udp_spills_while_cloudwatch_logs_is_down_and_lands_after() {
     let moto = Moto::start();
     moto.inject_faults(json!({"status": 503, "count": 100_000_000, "operation": "PutLogEvents"}));
     let dir = tempfile::tempdir().expect("dir");
-    let (telemetry, tcp, udp) = (free_tcp_port(), free_tcp_port(), free_udp_port());
-    let config = format!(
-        "[agent]\ntelemetry_address = \"127.0.0.1:{telemetry}\"\n\
-         [aws]\nregion = \"us-east-1\"\nendpoint = \"{}\"\nlocal_mode = true\n\
-         [buffer]\nmemory_mb = 3\ndisk_mb = 64\nspill_dir = \"{}\"\n\
-         [emf]\ntcp_address = \"127.0.0.1:{tcp}\"\nudp_address = \"127.0.0.1:{udp}\"\n\
-         log_group = \"/spill/emf\"\nlog_stream = \"emf\"\nmode = \"logs\"\n",
-        moto.endpoint(),
-        spill_dir(dir.path()).display()
+    let (tcp, udp) = (free_tcp_port(), free_udp_port());
+    let role = format!(
+        "[emf]\ntcp_address = \"127.0.0.1:{tcp}\"\nudp_address = \"127.0.0.1:{udp}\"\n\
+         log_group = \"/spill/emf\"\nlog_stream = \"emf\"\nmode = \"logs\"\n"
     );
-    let path = dir.path().join("cloudtail.toml");
-    std::fs::write(&path, config).expect("config");
-    let mut agent = Agent::builder()
-        .args(["--config", path.to_str().expect("utf-8"), "-l", "debug"])
-        .telemetry_addr(local(telemetry))
-        .start();
-    agent.ready();
+    let agent = start_with(&moto, dir.path(), &role);
 
     const COUNT: usize = 5000;
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");

@@ -134,8 +134,6 @@ pub struct TailSpec {
 pub struct TailExit {
     /// The file.
     pub id: FileId,
-    /// The offset after the last byte read.
-    pub read_offset: u64,
     /// The end of the last event queued for the pipeline: everything before it is in the
     /// pipeline's hands; what comes after (events read but not queued, a pending multi-line
     /// event, an unfinished line) is not, so a new tailer of the same file starts here.
@@ -195,7 +193,6 @@ pub async fn run(
     tail.tracker.forget_after(tail.handed);
     TailExit {
         id: tail.id,
-        read_offset: tail.reader.offset(),
         resume_offset: tail.handed,
         reason,
     }
