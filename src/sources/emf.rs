@@ -39,11 +39,12 @@ pub mod framing;
 mod handoff;
 pub mod parse;
 pub mod spilled;
+mod typed;
 
 use crate::pipeline::now_ms;
 use framing::{LineBuffer, Next};
 use handoff::Handoff;
-use parse::{Parsed, Rejected, MAX_DOCUMENT_BYTES};
+use parse::{EmfDocument, Parsed, Rejected, Summary, MAX_DOCUMENT_BYTES};
 
 /// TCP connections served at once by default; more wait in the kernel's accept queue.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
@@ -102,6 +103,16 @@ enum Item {
     TooLarge,
 }
 
+/// Where a line goes.
+enum Routed<'a> {
+    /// A valid document in `metrics` mode.
+    Datums(EmfDocument),
+    /// A valid document in `logs` mode.
+    Log(Summary<'a>),
+    /// Plain JSON, or an invalid document: shipped as a plain log.
+    Plain,
+}
+
 /// Per connection (or per UDP socket): the settings and the destinations last used, so a
 /// stream of documents to one group shares one `Arc<Destination>`.
 struct Router {
@@ -131,12 +142,12 @@ impl Router {
             telemetry::emf_document(EmfResult::NotJson);
             return Item::Nothing;
         };
-        let (result, doc) = match parse::parse_text(text) {
-            Ok(Parsed::Emf(doc)) => (EmfResult::Emf, Some(doc)),
-            Ok(Parsed::PlainJson) => (EmfResult::PlainJson, None),
+        let (result, routed) = match self.check(text) {
+            Ok(Routed::Plain) => (EmfResult::PlainJson, Routed::Plain),
+            Ok(routed) => (EmfResult::Emf, routed),
             Err(Rejected::Invalid(reason)) => {
                 tracing::debug!(error = %reason, "Invalid EMF document, shipped as a plain log.");
-                (EmfResult::Invalid, None)
+                (EmfResult::Invalid, Routed::Plain)
             }
             Err(Rejected::NotJson) => {
                 telemetry::emf_document(EmfResult::NotJson);
@@ -149,23 +160,41 @@ impl Router {
         };
         telemetry::emf_document(result);
         let message = text.to_owned();
-        match (doc, self.settings.mode) {
-            (Some(doc), EmfMode::Metrics) => Item::Datums(extract::datums(&doc)),
-            (Some(doc), EmfMode::Logs) => {
-                let destination =
-                    self.destination(doc.log_group.as_deref(), doc.log_stream.as_deref(), true);
+        match routed {
+            Routed::Datums(doc) => Item::Datums(extract::datums(&doc)),
+            Routed::Log(summary) => {
+                let destination = self.destination(
+                    summary.log_group.as_deref(),
+                    summary.log_stream.as_deref(),
+                    true,
+                );
                 Item::Log {
-                    timestamp_ms: doc.timestamp_ms,
+                    timestamp_ms: summary.timestamp_ms,
                     message,
                     destination,
                 }
             }
-            (None, _) => Item::Log {
+            Routed::Plain => Item::Log {
                 timestamp_ms: now_ms(),
                 message,
                 destination: self.destination(None, None, false),
             },
         }
+    }
+
+    /// Reads a line as the mode needs it: `metrics` mode extracts the whole document, `logs`
+    /// mode only validates it and keeps its routing facts.
+    fn check<'a>(&self, text: &'a str) -> Result<Routed<'a>, Rejected> {
+        Ok(match self.settings.mode {
+            EmfMode::Metrics => match parse::parse_text(text)? {
+                Parsed::Emf(doc) => Routed::Datums(doc),
+                Parsed::PlainJson => Routed::Plain,
+            },
+            EmfMode::Logs => match parse::check_text(text)? {
+                parse::Routed::Emf(summary) => Routed::Log(summary),
+                parse::Routed::PlainJson => Routed::Plain,
+            },
+        })
     }
 
     /// The destination for a document's names (`None`: the configured ones). Looked up by

@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+pub use super::typed::Summary;
+use super::typed::{self, Checked};
 use crate::pipeline::Unit;
 
 /// A document (one line) may be at most 1 MB.
@@ -140,31 +142,79 @@ pub fn parse(line: &[u8]) -> Result<Parsed, Rejected> {
 /// Checks one line already known to be UTF-8 (so a caller that keeps the text does not check
 /// it twice).
 pub fn parse_text(text: &str) -> Result<Parsed, Rejected> {
+    Ok(match read(text, true)? {
+        Some((_, Some(doc))) => Parsed::Emf(doc),
+        // `read` keeps the document when asked; should it not, the general reading builds it.
+        Some((_, None)) => general(text)?.map_or(Parsed::PlainJson, Parsed::Emf),
+        None => Parsed::PlainJson,
+    })
+}
+
+/// A line checked for `logs` mode: the same rules as [`parse_text`], but a valid document
+/// yields only what routing needs, borrowed from the line, and no metric is materialised.
+pub fn check_text(text: &str) -> Result<Routed<'_>, Rejected> {
+    Ok(match read(text, false)? {
+        Some((summary, _)) => Routed::Emf(summary),
+        None => Routed::PlainJson,
+    })
+}
+
+/// A line [`check_text`] accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed<'a> {
+    /// A valid EMF document's routing facts.
+    Emf(Summary<'a>),
+    /// JSON without `_aws`.
+    PlainJson,
+}
+
+/// The routing facts and, with `keep`, the whole document of an EMF line; `None` for plain
+/// JSON.
+fn read(text: &str, keep: bool) -> Result<Option<(Summary<'_>, Option<EmfDocument>)>, Rejected> {
     if text.len() > MAX_DOCUMENT_BYTES {
         return Err(Rejected::TooLarge);
     }
-    // Fast path: the root's members are validated but left as raw text, and only `_aws` and
-    // the members it names are materialised — a log payload of any size is never turned into
-    // a tree of `Value`s. Keys with escapes take the general path.
+    // Fast path: the root's members are validated but left as raw text, and `_aws` and the
+    // members it names are read into typed, borrowed values (`typed.rs`) — a log payload of
+    // any size is never turned into a tree of `Value`s. Keys with escapes, and members of an
+    // unexpected type, take the general path, which names the rule a document breaks.
     if let Ok(root) = serde_json::from_str::<Members>(text) {
-        return match root.get("_aws") {
-            None => Ok(Parsed::PlainJson),
-            Some(aws) => {
-                let aws: Value = serde_json::from_str(aws.get()).map_err(|_| Rejected::NotJson)?;
-                Ok(Parsed::Emf(document(&root, &aws)?))
-            }
+        let Some(aws) = root.get("_aws") else {
+            return Ok(None);
         };
+        match typed::check(&root, aws, keep) {
+            Checked::Valid(found) => return Ok(Some(found)),
+            Checked::Invalid(reason) => return Err(reason.into()),
+            Checked::Fallback => {}
+        }
+        let aws: Value = serde_json::from_str(aws.get()).map_err(|_| Rejected::NotJson)?;
+        return Ok(Some(with_summary(document(&root, &aws)?)));
     }
+    Ok(general(text)?.map(with_summary))
+}
+
+/// A document with its routing facts (owned: the general path built them).
+fn with_summary<'a>(doc: EmfDocument) -> (Summary<'a>, Option<EmfDocument>) {
+    let summary = Summary {
+        timestamp_ms: doc.timestamp_ms,
+        log_group: doc.log_group.clone().map(Cow::Owned),
+        log_stream: doc.log_stream.clone().map(Cow::Owned),
+    };
+    (summary, Some(doc))
+}
+
+/// The general reading: the whole line as a `Value` tree. `None` for plain JSON.
+fn general(text: &str) -> Result<Option<EmfDocument>, Rejected> {
     let root: Value = match serde_json::from_str(text) {
         Ok(root) => root,
         Err(_) => return Err(non_finite_or_not_json(text)),
     };
     let Value::Object(root) = root else {
-        return Ok(Parsed::PlainJson);
+        return Ok(None);
     };
     match root.get("_aws") {
-        None => Ok(Parsed::PlainJson),
-        Some(aws) => Ok(Parsed::Emf(document(&root, aws)?)),
+        None => Ok(None),
+        Some(aws) => Ok(Some(document(&root, aws)?)),
     }
 }
 
@@ -172,7 +222,7 @@ pub fn parse_text(text: &str) -> Result<Parsed, Rejected> {
 /// a lookup scans them (cheaper than hashing every key); past [`INDEX_FROM_MEMBERS`] an index
 /// is built so a large document still costs one hash per lookup. A repeated key: the last
 /// one counts, as in a map.
-struct Members<'a> {
+pub(super) struct Members<'a> {
     list: Vec<(&'a str, &'a RawValue)>,
     index: Option<HashMap<&'a str, usize>>,
 }
@@ -181,7 +231,7 @@ struct Members<'a> {
 const INDEX_FROM_MEMBERS: usize = 32;
 
 impl<'a> Members<'a> {
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub(super) fn get(&self, key: &str) -> Option<&'a RawValue> {
         match &self.index {
             Some(index) => index.get(key).map(|&i| self.list[i].1),
             None => self.list.iter().rev().find(|(k, _)| *k == key).map(|m| m.1),

@@ -234,10 +234,75 @@ fn members_are_found_in_small_and_large_documents_and_the_last_repeat_counts() {
     }
 }
 
+/// The general reading alone: the root's members as raw text and `_aws` and the members it
+/// names as `Value` trees (the whole line as a tree when the members cannot be read), as every
+/// document was read before the typed reading existed.
+fn general_reading(text: &str) -> Result<Parsed, Rejected> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(Rejected::TooLarge);
+    }
+    let Ok(root) = serde_json::from_str::<Members>(text) else {
+        return Ok(general(text)?.map_or(Parsed::PlainJson, Parsed::Emf));
+    };
+    let Some(aws) = root.get("_aws") else {
+        return Ok(Parsed::PlainJson);
+    };
+    let aws: Value = serde_json::from_str(aws.get()).map_err(|_| Rejected::NotJson)?;
+    Ok(Parsed::Emf(super::document(&root, &aws)?))
+}
+
+/// Both public readings give the general reading's answer; `check_text` keeps its routing
+/// facts.
+fn assert_readings_agree(text: &str) {
+    let expected = general_reading(text);
+    assert_eq!(parse_text(text), expected, "parse_text for {text}");
+    let checked = check_text(text);
+    match (&expected, checked) {
+        (Ok(Parsed::Emf(doc)), Ok(Routed::Emf(summary))) => {
+            assert_eq!(summary.timestamp_ms, doc.timestamp_ms, "{text}");
+            assert_eq!(summary.log_group.as_deref(), doc.log_group.as_deref());
+            assert_eq!(summary.log_stream.as_deref(), doc.log_stream.as_deref());
+        }
+        (Ok(Parsed::PlainJson), Ok(Routed::PlainJson)) => {}
+        (Err(e), Err(c)) => assert_eq!(&c, e, "check_text for {text}"),
+        (e, c) => panic!("check_text {c:?}, general {e:?} for {text}"),
+    }
+}
+
+#[test]
+fn the_typed_reading_agrees_on_the_fixtures_and_every_rule() {
+    for (_, text) in FIXTURES {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            assert_readings_agree(line.trim_end());
+        }
+    }
+    let escaped = r#"{"_aws":{"Timestamp":1,"LogGroupName":"/a\"b","CloudWatchMetrics":[{"Namespace":"N\u0041","Dimensions":[["k\"1"]],"Metrics":[{"Name":"m\\x","Unit":"Count"}]}]},"k\"1":"v\u00e9","m\\x":[1,2.5]}"#;
+    assert_readings_agree(escaped);
+    let doc = emf(escaped);
+    assert_eq!(doc.log_group.as_deref(), Some("/a\"b"));
+    assert_eq!(doc.directives[0].namespace, "NA");
+    assert_eq!(
+        doc.directives[0].dimension_sets[0],
+        vec![("k\"1".to_owned(), "v\u{e9}".to_owned())]
+    );
+}
+
+/// A JSON snippet for one member of a generated document: valid values and wrong types.
+fn pick(
+    options: &'static [&'static str],
+) -> impl proptest::strategy::Strategy<Value = &'static str> {
+    proptest::sample::select(options)
+}
+
 proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
     #[test]
     fn any_bytes_are_classified_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
         let _ = parse(&bytes);
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            assert_readings_agree(text);
+        }
     }
 
     #[test]
@@ -246,5 +311,36 @@ proptest::proptest! {
         let cut = cut.min(text.len());
         let mangled = format!("{}{junk}{}", &text[..cut], &text[cut..]);
         let _ = parse(mangled.as_bytes());
+        assert_readings_agree(&mangled);
+    }
+
+    #[test]
+    fn the_typed_reading_agrees_with_the_general_one(
+        timestamp in pick(&["1795822181000", "1.5e12", "-1", "1e15", "\"1\"", "null"]),
+        group in pick(&["", r#","LogGroupName":"/g""#, r#","LogGroupName":"""#, r#","LogGroupName":null"#, r#","LogGroupName":7"#, r#","LogGroupName":"a\"b""#]),
+        namespace in pick(&[r#""NS""#, r#""""#, "3", r#""N\u0053""#]),
+        dimensions in pick(&["", r#","Dimensions":[["D0","D1"]]"#, r#","Dimensions":null"#, r#","Dimensions":[["D0"],[]]"#, r#","Dimensions":[[1]]"#, r#","Dimensions":{}"#, r#","Dimensions":[["Missing"]]"#]),
+        d0 in pick(&[r#""v""#, r#""""#, "5", "null", r#""a\"b""#]),
+        unit in pick(&["", r#","Unit":"Count""#, r#","Unit":"Furlongs""#, r#","Unit":null"#, r#","Unit":1"#]),
+        resolution in pick(&["", r#","StorageResolution":1"#, r#","StorageResolution":60"#, r#","StorageResolution":5"#, r#","StorageResolution":1.0"#, r#","StorageResolution":"1""#, r#","StorageResolution":null"#]),
+        name in pick(&[r#""M0""#, r#""""#, "null", r#""M\u0030""#]),
+        value in pick(&["1", "[1,2,1]", "[]", r#"[1,"x"]"#, r#""1""#, "null", "1e400", "{}"]),
+        repeat in pick(&["", r#","M0":2"#, r#","_aws":{}"#]),
+        extra_metrics in 0usize..3,
+        many_values in proptest::bool::ANY,
+    ) {
+        let value = if many_values {
+            format!("[{}]", vec!["1"; 101].join(","))
+        } else {
+            value.to_owned()
+        };
+        let mut metrics = vec![format!(r#"{{"Name":{name}{unit}{resolution}}}"#)];
+        metrics.extend((0..extra_metrics).map(|i| format!(r#"{{"Name":"X{i}"}}"#)));
+        let extra_values: String = (0..extra_metrics).map(|i| format!(r#","X{i}":{i}"#)).collect();
+        let text = format!(
+            r#"{{"_aws":{{"Timestamp":{timestamp}{group},"CloudWatchMetrics":[{{"Namespace":{namespace}{dimensions},"Metrics":[{}]}}]}},"D0":{d0},"D1":"w","M0":{value}{extra_values}{repeat}}}"#,
+            metrics.join(",")
+        );
+        assert_readings_agree(&text);
     }
 }
