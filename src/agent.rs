@@ -100,6 +100,13 @@ pub async fn run(
         ?floors,
         "Memory budget set."
     );
+    if config.aws.no_verify_ssl {
+        tracing::warn!(
+            "NoVerifySSL / [aws] no_verify_ssl is accepted for compatibility but not applied: \
+             certificates are always verified. To trust a private or self-signed endpoint, \
+             give its CA with [aws] ca_bundle or AWS_CA_BUNDLE."
+        );
+    }
     let proxy_counters = Arc::new(ProxyCounters::default());
     let spills = Spills::open(&config)?;
     if let Some(address) = config.agent.telemetry_address {

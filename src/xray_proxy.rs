@@ -83,6 +83,9 @@ pub struct ProxyOptions {
     pub upstream_timeout: Duration,
     /// Where requests and failures are counted; keep a clone to report them.
     pub counters: Arc<ProxyCounters>,
+    /// Extra trusted root certificates (PEM) besides the system's: `[aws] ca_bundle` or
+    /// `AWS_CA_BUNDLE`, checked by the caller.
+    pub extra_roots: Option<Arc<[u8]>>,
 }
 
 impl Default for ProxyOptions {
@@ -91,6 +94,7 @@ impl Default for ProxyOptions {
             proxy: None,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             counters: Arc::default(),
+            extra_roots: None,
         }
     }
 }

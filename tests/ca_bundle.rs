@@ -190,3 +190,64 @@ fn an_unusable_bundle_stops_the_agent_naming_the_key() {
         );
     }
 }
+
+/// `POST /GetSamplingRules` through the agent's TCP proxy; the status it answered.
+fn sampling_status(agent: &Agent) -> u16 {
+    support::http_request(
+        agent.tcp_addr(),
+        "POST",
+        "/GetSamplingRules",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    )
+    .expect("the sampling proxy answered")
+    .status
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sampling_proxy_trusts_the_bundle_too() {
+    let moto = Moto::start();
+    let (cert, key) = self_signed();
+    let port = tls_front(&cert, &key, moto_addr(&moto)).await;
+    let endpoint = format!("https://localhost:{port}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, &cert).expect("write bundle");
+    let bundle = bundle.to_str().expect("utf-8 path").to_string();
+
+    let mut untrusted = Agent::xray_builder_for(&endpoint).start();
+    untrusted.ready();
+    let status = sampling_status(&untrusted);
+    assert!(
+        status >= 500,
+        "an untrusted certificate was accepted: {status}\n{}",
+        untrusted.logs()
+    );
+    let mut trusted = Agent::xray_builder_for(&endpoint)
+        .env("AWS_CA_BUNDLE", &bundle)
+        .start();
+    trusted.ready();
+    assert_eq!(sampling_status(&trusted), 200, "{}", trusted.logs());
+    assert_eq!(
+        moto.requests_for("GetSamplingRules").len(),
+        1,
+        "only the trusting agent reached the emulator"
+    );
+}
+
+#[test]
+fn no_verify_ssl_is_named_in_a_warning_not_silently_ignored() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(&cfg, "Version: 2\nNoVerifySSL: true\n").expect("write cfg");
+    let mut agent = Agent::xray_builder(&moto)
+        .args(["-c", cfg.to_str().expect("utf-8 path")])
+        .start();
+    agent.ready();
+    let logs = agent.logs();
+    assert!(
+        logs.contains("NoVerifySSL") && logs.contains("ca_bundle"),
+        "no warning about NoVerifySSL: {logs}"
+    );
+}

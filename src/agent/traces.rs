@@ -142,9 +142,19 @@ fn sampling_proxy(
         }
         None => None,
     };
+    // Checked when the SDK was configured; read again here so the proxy trusts the same roots.
+    let extra_roots = aws::ca_bundle(
+        config.aws.ca_bundle.as_deref(),
+        std::env::var("AWS_CA_BUNDLE")
+            .ok()
+            .filter(|v| !v.is_empty()),
+    )
+    .map_err(RunError::Aws)?
+    .map(Arc::from);
     let options = ProxyOptions {
         proxy,
         counters,
+        extra_roots,
         ..ProxyOptions::default()
     };
     SamplingProxy::new(target, options).map_err(RunError::Proxy)

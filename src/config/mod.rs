@@ -85,7 +85,8 @@ pub struct AwsConfig {
     pub role_arn: Option<String>,
     /// `-p/--proxy-address`, `ProxyAddress`, `[aws] proxy_address`: an HTTP(S) proxy for AWS calls.
     pub proxy_address: Option<String>,
-    /// `NoVerifySSL`, `[aws] no_verify_ssl`: skip TLS certificate checks (test setups only).
+    /// `NoVerifySSL`, `[aws] no_verify_ssl`: accepted, not applied (a warning at start):
+    /// certificates are always verified; `ca_bundle` trusts a private CA.
     pub no_verify_ssl: bool,
     /// `[aws] ca_bundle`: a PEM file of extra root certificates trusted for every AWS call
     /// (`AWS_CA_BUNDLE` when unset).

@@ -62,7 +62,7 @@ pub struct XrayDaemonConfig {
     pub resource_arn: Option<String>,
     /// `RoleARN`: a role to assume for uploads.
     pub role_arn: Option<String>,
-    /// `NoVerifySSL`: skip TLS certificate checks.
+    /// `NoVerifySSL`: accepted, not applied (certificates are always verified).
     pub no_verify_ssl: Option<bool>,
     /// `ProxyAddress`: an HTTP(S) proxy for AWS calls.
     pub proxy_address: Option<String>,

@@ -132,7 +132,7 @@ impl Forwarder {
     pub(super) fn new(target: ProxyTarget, options: ProxyOptions) -> Result<Self, ProxyError> {
         Ok(Self {
             endpoint: Endpoint::parse(&target.endpoint)?,
-            client: UpstreamClient::new(options.proxy.as_ref())?,
+            client: UpstreamClient::new(options.proxy.as_ref(), options.extra_roots.clone())?,
             region: target.region,
             credentials: CachedCredentials::new(target.credentials),
             timeout: options.upstream_timeout,

@@ -1,7 +1,8 @@
 //! The proxy's way out: the parsed X-Ray endpoint and the HTTP client that reaches it.
 //!
 //! Owns endpoint validation (scheme, host, base path, the `Host` header value) and the hyper
-//! client (rustls with the system's root certificates, plain `http` allowed for local
+//! client (rustls with the system's root certificates plus the agent's extra ones — `[aws]
+//! ca_bundle` / `AWS_CA_BUNDLE`, as for its own AWS calls —, plain `http` allowed for local
 //! emulators, optionally tunnelled through an HTTP `CONNECT` proxy).
 //! It must never sign, retry or time out on its own: the caller signs and bounds each exchange.
 
@@ -108,6 +109,8 @@ fn host_header(scheme: &Scheme, host: &str, port: Option<u16>) -> String {
 pub(super) struct UpstreamClient {
     /// The validated `CONNECT` tunnel, when going through a proxy.
     tunnel: Option<Tunnel<HttpConnector>>,
+    /// Extra trusted roots (PEM), already checked to hold usable certificates.
+    extra_roots: Option<Arc<[u8]>>,
     /// The client, once built.
     client: Arc<OnceCell<Pooled>>,
 }
@@ -134,19 +137,21 @@ pub(super) enum UpstreamError {
 
 impl UpstreamClient {
     /// Validates the proxy address; the client itself is built on first use.
-    pub(super) fn new(proxy: Option<&Uri>) -> Result<Self, ProxyError> {
+    pub(super) fn new(
+        proxy: Option<&Uri>,
+        extra_roots: Option<Arc<[u8]>>,
+    ) -> Result<Self, ProxyError> {
         Ok(Self {
             tunnel: proxy.map(tunnel).transpose()?,
+            extra_roots,
             client: Arc::new(OnceCell::new()),
         })
     }
 
     /// Builds the client; loads the system's root certificates once.
     fn build(&self) -> Result<Pooled, UpstreamError> {
-        // The platform's trusted roots; honours `SSL_CERT_FILE`/`SSL_CERT_DIR`.
         let tls = HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(UpstreamError::TlsRoots)?
+            .with_tls_config(tls_config(self.extra_roots.as_deref())?)
             .https_or_http()
             .enable_http1();
         let mut builder = Client::builder(TokioExecutor::new());
@@ -179,6 +184,37 @@ impl UpstreamClient {
             Pooled::Tunneled(client) => client.request(request).await?,
         })
     }
+}
+
+/// The TLS settings: the platform's trusted roots (honouring `SSL_CERT_FILE`/`SSL_CERT_DIR`)
+/// and `extra` ones. A system store that cannot be read is fine when there are extra roots (a
+/// minimal image that trusts only its private CA); with neither there is nothing to trust.
+fn tls_config(extra: Option<&[u8]>) -> Result<rustls::ClientConfig, UpstreamError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    let mut extra_added = 0;
+    for cert in CertificateDer::pem_slice_iter(extra.unwrap_or_default()).flatten() {
+        if roots.add(cert).is_ok() {
+            extra_added += 1;
+        }
+    }
+    if added + extra_added == 0 {
+        let reason = native.errors.first().map_or_else(
+            || "the system's certificate store is empty".to_string(),
+            ToString::to_string,
+        );
+        return Err(UpstreamError::TlsRoots(std::io::Error::other(reason)));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::TlsRoots(std::io::Error::other(e)))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// A TCP connector that also accepts `https` URIs (TLS is layered on top of it).
