@@ -16,7 +16,7 @@
 //!   an empty CBOR map.
 //! - `GET /stats`: one JSON object, flat totals first (so `grep -o '"key":N' | head -1` reads
 //!   them), then `"operations"` with each operation's calls, accepted, throttled, failed,
-//!   documents and body bytes. `*_calls`, documents and bytes count accepted calls only, so
+//!   documents and body bytes; `connections` counts the connections accepted. `*_calls`, documents and bytes count accepted calls only, so
 //!   after a drain they are what the agent delivered.
 //!
 //! Options: `--port P` (0, the default, picks a free port); `--tls-cert-out FILE` (HTTPS with a
@@ -196,6 +196,9 @@ struct Stats {
     samples: AtomicU64,
     sum: Mutex<f64>,
     bad_bodies: AtomicU64,
+    /// Connections accepted (TCP, before any TLS handshake): a client that reconnects after
+    /// errors pays a handshake each time over HTTPS.
+    connections: AtomicU64,
     seen: Mutex<logs::Seen>,
 }
 
@@ -218,7 +221,7 @@ impl Stats {
              \"log_calls\":{},\"events\":{},\"event_bytes\":{},\"distinct_events\":{},\
              \"duplicate_events\":{},\"unnumbered_events\":{},\
              \"metric_calls\":{},\"datums\":{},\"samples\":{},\"sum\":{sum},\"metric_body_bytes\":{},\
-             \"other_calls\":{},\"operations\":{{",
+             \"other_calls\":{},\"connections\":{},\"operations\":{{",
             total(|s| &s.calls),
             total(|s| &s.throttled),
             total(|s| &s.failed),
@@ -238,6 +241,7 @@ impl Stats {
             accepted(Operation::OtherLogs)
                 + accepted(Operation::OtherCloudWatch)
                 + accepted(Operation::PutTelemetryRecords),
+            get(&self.connections),
         );
         for (i, op) in Operation::ALL.into_iter().enumerate() {
             let s = self.op(op);
@@ -505,6 +509,7 @@ async fn accept_loop(
 ) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
+        stats.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let (stats, options, tls) = (Arc::clone(&stats), Arc::clone(&options), tls.clone());
         tokio::spawn(async move {

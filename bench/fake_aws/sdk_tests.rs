@@ -79,6 +79,7 @@ async fn cloudwatch_logs_accepts_then_throttles_and_counts_duplicates() {
     assert_eq!(json["distinct_events"], 2);
     assert_eq!(json["duplicate_events"], 2);
     assert_eq!(json["operations"]["PutLogEvents"]["throttled"], 1);
+    assert!(json["connections"].as_u64() >= Some(1));
 }
 
 #[tokio::test]
