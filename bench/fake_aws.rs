@@ -21,10 +21,10 @@
 //!
 //! Options: `--port P` (0, the default, picks a free port); `--tls-cert-out FILE` (HTTPS with a
 //! self-signed certificate for `localhost`, made at start and written to FILE as PEM, for
-//! cloudtail's `[aws] ca_bundle`); `--delay-ms N` (every call answered after N ms);
-//! `--throttle-every K` (every K-th call of an operation answered with its service's
-//! throttling error); `--fail-every K` (every K-th call answered with its service's 5xx);
-//! `--fault-ops A,B` (the operations the faults apply to; default the three data calls
+//! cloudtail's `[aws] ca_bundle`); `--delay-ms N` (every call counted at once and answered
+//! after N ms); `--throttle-every K` (every K-th call of an operation answered with its
+//! service's throttling error); `--fail-every K` (every K-th call answered with its service's
+//! 5xx); `--fault-ops A,B` (the operations the faults apply to; default the three data calls
 //! PutTraceSegments, PutLogEvents, PutMetricData, so set-up calls always succeed).
 //!
 //! It runs on one thread (the benchmark's second core is shared with the load generator), never
@@ -380,32 +380,46 @@ async fn handle(
         Ok(collected) => collected.to_bytes(),
         Err(e) => return Ok(bad_body(op, &e.to_string())),
     };
+    let response = answer(&stats, &options, op, &body, gzip);
+    // Counted first, answered after the delay: like AWS, the fake has taken a call whose answer
+    // the client may stop waiting for (a retry after the agent's attempt timeout is a duplicate).
     if !options.delay.is_zero() {
         tokio::time::sleep(options.delay).await;
     }
+    Ok(response)
+}
+
+/// Counts a call and makes its answer: the fault the options give it, or its success.
+fn answer(
+    stats: &Stats,
+    options: &Options,
+    op: Operation,
+    body: &[u8],
+    gzip: bool,
+) -> Response<Full<Bytes>> {
     let s = stats.op(op);
     let call = s.calls.fetch_add(1, Ordering::Relaxed) + 1;
     match options.fault(op, call) {
         Some(Fault::Throttle) => {
             s.throttled.fetch_add(1, Ordering::Relaxed);
-            return Ok(fault(op, Fault::Throttle));
+            return fault(op, Fault::Throttle);
         }
         Some(Fault::Fail) => {
             s.failed.fetch_add(1, Ordering::Relaxed);
-            return Ok(fault(op, Fault::Fail));
+            return fault(op, Fault::Fail);
         }
         None => {}
     }
-    match accept(&stats, op, &body, gzip) {
+    match accept(stats, op, body, gzip) {
         Ok(documents) => {
             s.accepted.fetch_add(1, Ordering::Relaxed);
             s.documents.fetch_add(documents, Ordering::Relaxed);
             s.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-            Ok(success(op))
+            success(op)
         }
         Err(why) => {
             stats.bad_bodies.fetch_add(1, Ordering::Relaxed);
-            Ok(bad_body(op, &why))
+            bad_body(op, &why)
         }
     }
 }

@@ -10,10 +10,14 @@ use aws_smithy_runtime_api::client::result::SdkError;
 
 /// A fake on a free port, throttling every second data call; its base URL and counts.
 async fn start_fake() -> (String, Arc<Stats>) {
+    start_fake_with(&["--throttle-every", "2"]).await
+}
+
+async fn start_fake_with(args: &[&str]) -> (String, Arc<Stats>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("local address"));
     let stats = Arc::new(Stats::default());
-    let options = parse_options(["--throttle-every", "2"].map(String::from)).expect("options");
+    let options = parse_options(args.iter().map(|a| a.to_string())).expect("options");
     tokio::spawn(accept_loop(
         listener,
         None,
@@ -123,4 +127,44 @@ async fn xray_and_cloudwatch_accept_then_throttle() {
     assert_eq!(json["samples"], 4);
     assert_eq!(json["sum"], 6.0);
     assert_eq!(json["throttled"], 2);
+}
+
+#[tokio::test]
+async fn a_delayed_call_is_counted_even_when_the_client_gives_up() {
+    let (url, stats) = start_fake_with(&["--delay-ms", "5000"]).await;
+    let client = {
+        use aws_sdk_cloudwatchlogs::config::{retry::RetryConfig, timeout::TimeoutConfig};
+        use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
+        let timeouts = TimeoutConfig::builder()
+            .operation_attempt_timeout(Duration::from_millis(300))
+            .build();
+        let config = aws_sdk_cloudwatchlogs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&url)
+            .credentials_provider(Credentials::new("x", "x", None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts)
+            .build();
+        aws_sdk_cloudwatchlogs::Client::from_conf(config)
+    };
+    let event = InputLogEvent::builder()
+        .timestamp(1)
+        .message("000007 late")
+        .build()
+        .expect("event");
+    let put = client
+        .put_log_events()
+        .log_group_name("g")
+        .log_stream_name("s")
+        .log_events(event)
+        .send()
+        .await;
+    assert!(matches!(put, Err(SdkError::TimeoutError(_))), "{put:?}");
+    let json: serde_json::Value = serde_json::from_str(&stats.to_json()).expect("JSON");
+    assert_eq!(
+        json["log_calls"], 1,
+        "taken, as AWS would, though unanswered"
+    );
+    assert_eq!(json["distinct_events"], 1);
 }
