@@ -16,7 +16,7 @@
 //!   an empty CBOR map.
 //! - `GET /stats`: one JSON object, flat totals first (so `grep -o '"key":N' | head -1` reads
 //!   them), then `"operations"` with each operation's calls, accepted, throttled, failed,
-//!   documents and body bytes; `connections` counts the connections accepted. `*_calls`, documents and bytes count accepted calls only, so
+//!   documents and body bytes; `connections` counts the connections that carried an AWS call. `*_calls`, documents and bytes count accepted calls only, so
 //!   after a drain they are what the agent delivered.
 //!
 //! Options: `--port P` (0, the default, picks a free port); `--tls-cert-out FILE` (HTTPS with a
@@ -196,8 +196,8 @@ struct Stats {
     samples: AtomicU64,
     sum: Mutex<f64>,
     bad_bodies: AtomicU64,
-    /// Connections accepted (TCP, before any TLS handshake): a client that reconnects after
-    /// errors pays a handshake each time over HTTPS.
+    /// Connections that carried an AWS call (not the `/stats` polls): a client that
+    /// reconnects after errors pays a handshake each time over HTTPS.
     connections: AtomicU64,
     seen: Mutex<logs::Seen>,
 }
@@ -523,7 +523,6 @@ async fn accept_loop(
 ) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
-        stats.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let (stats, options, tls) = (Arc::clone(&stats), Arc::clone(&options), tls.clone());
         tokio::spawn(async move {
@@ -543,7 +542,15 @@ async fn connection<S>(stream: S, stats: Arc<Stats>, options: Arc<Options>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| handle(req, Arc::clone(&stats), Arc::clone(&options)));
+    // Counted on its first AWS call: the benchmark's own `GET /stats` polls open a connection
+    // each and would drown the agent's.
+    let counted = std::sync::atomic::AtomicBool::new(false);
+    let service = service_fn(move |req: Request<Incoming>| {
+        if req.uri().path() != "/stats" && !counted.swap(true, Ordering::Relaxed) {
+            stats.connections.fetch_add(1, Ordering::Relaxed);
+        }
+        handle(req, Arc::clone(&stats), Arc::clone(&options))
+    });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
         .await;
