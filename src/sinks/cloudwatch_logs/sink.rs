@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::{halves, plan};
 use super::body::put_log_events_body;
 use super::retention::ensure_stream;
-use super::retry::{judge, refused, Action, Failure};
+use super::retry::{judge, Action, Failure};
 use crate::pipeline::ack::Ack;
 use crate::pipeline::retry::Backoff;
 use crate::pipeline::{Destination, LogEvent, Sink};
