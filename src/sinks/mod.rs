@@ -5,4 +5,5 @@
 pub mod classify;
 pub mod cloudwatch_logs;
 pub mod cloudwatch_metrics;
+pub mod json_body;
 pub mod xray;

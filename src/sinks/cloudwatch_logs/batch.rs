@@ -60,6 +60,16 @@ pub fn plan<T: PutEvent>(events: Vec<T>) -> Plan<T> {
     if !valid.is_sorted_by_key(PutEvent::timestamp_ms) {
         valid.sort_by_key(PutEvent::timestamp_ms);
     }
+    // A batch the pipeline closed at the API's limits is usually one request as it is: it
+    // moves whole instead of event by event.
+    if fits_one_request(&valid) {
+        let requests = if valid.is_empty() {
+            Vec::new()
+        } else {
+            vec![valid]
+        };
+        return Plan { requests, invalid };
+    }
     let mut requests = Vec::new();
     let mut rest = valid.into_iter().peekable();
     while rest.peek().is_some() {
@@ -83,6 +93,16 @@ pub fn plan<T: PutEvent>(events: Vec<T>) -> Plan<T> {
         requests.push(current);
     }
     Plan { requests, invalid }
+}
+
+/// Whether `sorted` events (in timestamp order) keep every limit of one request together.
+fn fits_one_request<T: PutEvent>(sorted: &[T]) -> bool {
+    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+        return true;
+    };
+    sorted.len() <= MAX_EVENTS_PER_REQUEST
+        && last.timestamp_ms().saturating_sub(first.timestamp_ms()) < MAX_SPAN_MS
+        && sorted.iter().map(PutEvent::api_size).sum::<usize>() <= MAX_REQUEST_BYTES
 }
 
 /// Splits a request in two halves (the first gets the smaller half), for bisecting a request

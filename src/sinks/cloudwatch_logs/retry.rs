@@ -95,18 +95,6 @@ pub fn action_for(status: u16, code: &str) -> Action {
     }
 }
 
-/// A failure made up by the sink itself (a request it could not build), treated as refused.
-pub fn refused(detail: String) -> Failure {
-    Failure {
-        action: Action::Refused,
-        verdict: Verdict {
-            retry: Retry::No,
-            kind: crate::telemetry::BackendError::Other,
-            detail,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,22 +12,25 @@
 //! shutdown deadline (ack dropped unresolved, so the file is read again from there on restart).
 //! This sink never resolves the ack of an event AWS has not taken or refused for good.
 //!
-//! A call holds copies of its events beyond the budget's count (the messages copied into the
-//! SDK's input, then the JSON body), up to twice the request's API size. Those copies draw from
+//! A call holds a copy of its events beyond the budget's count, the JSON body (`body.rs`):
+//! the messages, the JSON around each event and the escapes, under twice the request's API
+//! size but for text made mostly of bytes that need escaping. That copy draws from
 //! a byte allowance of their own (a sixteenth of the memory budget, at least one full request),
 //! so fifty streams retrying at once cannot double the agent's memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use aws_sdk_cloudwatchlogs::types::{InputLogEvent, RejectedLogEventsInfo};
+use aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_smithy_types::body::SdkBody;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{halves, plan};
+use super::body::put_log_events_body;
 use super::retention::ensure_stream;
-use super::retry::{judge, refused, Action, Failure};
+use super::retry::{judge, Action, Failure};
 use crate::pipeline::ack::Ack;
 use crate::pipeline::retry::Backoff;
 use crate::pipeline::{Destination, LogEvent, Sink};
@@ -43,7 +46,7 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 const MAX_REQUEST_BYTES: usize = 1_048_576;
 
 /// The request-copy allowance for a memory budget of `budget_bytes`: a sixteenth of it, and
-/// always room for one full request (whose copies take twice its size).
+/// always room for one full request (whose body is counted at twice its size).
 pub fn request_memory_for_budget(budget_bytes: usize) -> usize {
     (budget_bytes / 16).max(2 * MAX_REQUEST_BYTES)
 }
@@ -258,22 +261,21 @@ impl CloudWatchLogsSink {
         }
     }
 
-    /// One `PutLogEvents` call.
+    /// One `PutLogEvents` call with a body written by [`put_log_events_body`]. The SDK still
+    /// resolves the endpoint, signs, sends and parses the answer; the request's body is
+    /// swapped for ours before signing, so the messages are neither copied into the SDK's
+    /// input nor escaped by it. Each attempt writes the body afresh rather than holding it
+    /// through a backoff, so a stream waiting out throttling holds no request memory.
     async fn put(
         &self,
         destination: &Destination,
         request: &[LogEvent],
     ) -> Result<Option<RejectedLogEventsInfo>, Failure> {
-        // The messages are copied: the SDK consumes its input, and a retry needs them again.
-        let mut events = Vec::with_capacity(request.len());
-        for e in request {
-            let event = InputLogEvent::builder()
-                .timestamp(e.timestamp_ms)
-                .message(e.message.clone())
-                .build()
-                .map_err(|error| refused(format!("could not build the request: {error}")))?;
-            events.push(event);
-        }
+        let body = put_log_events_body(
+            &destination.group,
+            &destination.stream,
+            request.iter().map(|e| (e.timestamp_ms, e.message.as_str())),
+        );
         telemetry::logs_put_call();
         let emf = destination.emf;
         let call = self
@@ -282,12 +284,15 @@ impl CloudWatchLogsSink {
             .put_log_events()
             .log_group_name(&destination.group)
             .log_stream_name(&destination.stream)
-            .set_log_events(Some(events))
+            .set_log_events(Some(Vec::new()))
             .customize()
             .mutate_request(move |http| {
+                let headers = http.headers_mut();
                 if emf {
-                    http.headers_mut().insert(EMF_HEADER.0, EMF_HEADER.1);
+                    headers.insert(EMF_HEADER.0, EMF_HEADER.1);
                 }
+                headers.insert("content-length", body.len().to_string());
+                *http.body_mut() = SdkBody::from(body.clone());
             })
             .send();
         match call.await {
@@ -324,8 +329,8 @@ fn by_destination(batch: Vec<LogEvent>) -> Vec<(Arc<Destination>, Vec<LogEvent>)
     groups
 }
 
-/// The bytes a call on `request` holds beyond the events themselves: the messages copied into
-/// the SDK's input, then the serialized body.
+/// The bytes a call on `request` holds beyond the events themselves: its JSON body, with room
+/// for the JSON around each event, escapes and the buffer's growth.
 fn copy_bytes(request: &[LogEvent]) -> usize {
     2 * request.iter().map(LogEvent::api_size).sum::<usize>()
 }

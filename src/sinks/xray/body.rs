@@ -1,12 +1,14 @@
 //! The `PutTraceSegments` request body, written in one pass into one buffer.
 //!
 //! The body is `{"TraceSegmentDocuments":["…","…"]}`: each document, already validated JSON
-//! text, becomes a JSON string. Escaping copies the runs between the few bytes that need it
-//! (`"`, `\` and control bytes), so a ~1 KB document costs a handful of copies instead of a
-//! step per byte, and the finished body is shared (not copied) by every attempt of a batch.
+//! text, becomes a JSON string, escaped by [`json_body`](crate::sinks::json_body) (runs
+//! copied whole between the few bytes that need escaping), and the finished body is shared
+//! (not copied) by every attempt of a batch.
 //! It never looks inside a document beyond escaping it.
 
 use bytes::Bytes;
+
+use crate::sinks::json_body::push_string;
 
 /// The JSON body for `documents`.
 pub fn put_trace_segments_body<'a>(documents: impl Iterator<Item = &'a str> + Clone) -> Bytes {
@@ -25,40 +27,10 @@ pub fn put_trace_segments_body<'a>(documents: impl Iterator<Item = &'a str> + Cl
         if i > 0 {
             body.push(b',');
         }
-        push_json_string(&mut body, document);
+        push_string(&mut body, document);
     }
     body.extend_from_slice(CLOSE);
     Bytes::from(body)
-}
-
-/// Appends `text` as a quoted JSON string.
-fn push_json_string(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut run_start = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let short: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[run_start..i]);
-        if short.is_empty() {
-            let hex = [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]];
-            out.extend_from_slice(b"\\u00");
-            out.extend_from_slice(&hex);
-        } else {
-            out.extend_from_slice(short);
-        }
-        run_start = i + 1;
-    }
-    out.extend_from_slice(&bytes[run_start..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]
