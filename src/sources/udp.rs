@@ -37,6 +37,14 @@ pub fn bind(address: SocketAddr, receive_buffer_bytes: usize) -> io::Result<UdpS
     UdpSocket::from_std(socket.into())
 }
 
+/// The kernel's receive buffer of `socket` in its own accounting (Linux reports and charges
+/// double the asked size; each queued datagram is charged its payload plus bookkeeping).
+pub fn receive_buffer_bytes(socket: &UdpSocket) -> usize {
+    socket2::SockRef::from(socket)
+        .recv_buffer_size()
+        .unwrap_or(0)
+}
+
 /// Asks for the buffer, forcing it past the system maximum when running with CAP_NET_ADMIN;
 /// logs what the kernel granted, since a silent small buffer is where bursts get lost.
 fn set_receive_buffer(socket: &Socket, bytes: usize) {
@@ -114,38 +122,57 @@ impl Receiver {
     pub async fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         loop {
             socket.readable().await?;
+            match self.try_recv(socket) {
+                Ok(0) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Reads up to [`BATCH`] datagrams without waiting; 0 when none are queued. Used after a
+    /// pause, when the kernel has likely queued some: asking is cheaper than a readiness
+    /// wake-up, and a 0 clears the readiness so the next [`Receiver::recv`] really waits.
+    pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        loop {
             match socket.try_io(Interest::READABLE, || self.recv_now(socket.as_raw_fd())) {
                 Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// The `i`-th datagram of the last [`Receiver::recv`].
+    /// The `i`-th datagram of the last [`Receiver::recv`] or [`Receiver::try_recv`].
     pub fn datagram(&self, i: usize) -> &[u8] {
         &self.buffers[i][..self.lengths[i]]
     }
 
     fn recv_now(&mut self, fd: libc::c_int) -> io::Result<usize> {
-        let mut iovecs: Vec<libc::iovec> = self
-            .buffers
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
+        // On the stack, rebuilt per call: the kernel rewrites lengths in place, and the
+        // pointers stay local to this call.
+        let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        });
+        for (iovec, buffer) in iovecs.iter_mut().zip(self.buffers.iter_mut()) {
+            iovec.iov_base = buffer.as_mut_ptr().cast();
+            iovec.iov_len = buffer.len();
+        }
         // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
-        let mut headers: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
-        for (i, header) in headers.iter_mut().enumerate() {
-            header.msg_hdr.msg_iov = &mut iovecs[i];
+        let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for ((header, iovec), control) in headers
+            .iter_mut()
+            .zip(iovecs.iter_mut())
+            .zip(self.controls.iter_mut())
+        {
+            header.msg_hdr.msg_iov = iovec;
             header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
+            header.msg_hdr.msg_control = control.as_mut_ptr().cast();
             header.msg_hdr.msg_controllen = std::mem::size_of::<[u64; 8]>() as _;
         }
-        // SAFETY: every header points at live buffers owned by self, sized as declared.
+        // SAFETY: every header points at live buffers owned by self or this frame, sized as
+        // declared.
         let n = unsafe {
             libc::recvmmsg(
                 fd,

@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::budget::Budget;
 use crate::pipeline::spill::Spill;
 use crate::pipeline::Segment;
-use crate::sources::udp::{Receiver, BATCH};
+use crate::sources::udp::{self, Receiver, BATCH};
+
+mod pacer;
+pub use pacer::Pacer;
 use crate::telemetry::{self, RejectReason, COUNTERS};
 
 /// The daemon's protocol header.
@@ -109,9 +112,27 @@ pub fn is_trace_id(s: &str) -> bool {
     )
 }
 
-/// Reads datagrams until `token` is cancelled, and hands the accepted documents of each
-/// `recvmmsg` to `tx` together: one hand-off (and at most one wake-up of the batcher) per
-/// read, not per document. Documents that find no memory go to `spill` when there is one.
+/// Documents gathered before a hand-off to the batcher even when the socket is not drained yet
+/// (about one batch), so a flood reaches the batcher steadily.
+const HAND_OFF_DOCUMENTS: usize = 48;
+
+/// What the source does before its next read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Next {
+    /// The socket was empty: wait until it is readable.
+    Readiness,
+    /// The socket was emptied: let datagrams gather this long, then read them together.
+    Sleep(std::time::Duration),
+    /// More is queued: let the batcher run, then read on at once.
+    Yield,
+}
+
+/// Reads datagrams until `token` is cancelled. The socket is read in drains: read until a read
+/// comes back short (the socket is empty) or about a batch was gathered, and hand the accepted
+/// documents to `tx` together; then pause as the [`Pacer`] says, or wait for readiness when
+/// the drain found nothing, or read on after a yield when more is queued. So the batcher wakes
+/// once per drain, not per datagram, and a flood is read back to back. Documents that find no
+/// memory go to `spill` when there is one.
 pub async fn run(
     socket: UdpSocket,
     budget: Budget,
@@ -119,26 +140,89 @@ pub async fn run(
     spill: Option<std::sync::Arc<Spill>>,
     token: CancellationToken,
 ) {
-    let spill = spill.as_deref();
-    let mut receiver = Receiver::new();
-    let mut pending: Vec<Segment> = Vec::with_capacity(BATCH);
+    let mut source = Source {
+        receiver: Receiver::new(),
+        pacer: Pacer::new(udp::receive_buffer_bytes(&socket)),
+        pending: Vec::with_capacity(HAND_OFF_DOCUMENTS + BATCH),
+        budget,
+        tx,
+        spill,
+    };
+    let mut next = Next::Readiness;
     loop {
-        let received = tokio::select! {
-            _ = token.cancelled() => return,
-            received = receiver.recv(&socket) => received,
-        };
-        let count = match received {
-            Ok(count) => count,
-            Err(error) => {
-                tracing::warn!(%error, "Reading the X-Ray UDP socket failed.");
-                continue;
+        let first = match next {
+            Next::Readiness => tokio::select! {
+                _ = token.cancelled() => return,
+                received = source.receiver.recv(&socket) => received,
+            },
+            Next::Sleep(pause) => tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(pause) => source.receiver.try_recv(&socket),
+            },
+            Next::Yield => {
+                tokio::task::yield_now().await;
+                if token.is_cancelled() {
+                    return;
+                }
+                source.receiver.try_recv(&socket)
             }
         };
+        next = source.drain(&socket, first);
+    }
+}
+
+/// The reading side of the source: buffers, pacing, and where documents go.
+struct Source {
+    receiver: Receiver,
+    pacer: Pacer,
+    pending: Vec<Segment>,
+    budget: Budget,
+    tx: mpsc::Sender<Vec<Segment>>,
+    spill: Option<std::sync::Arc<Spill>>,
+}
+
+impl Source {
+    /// Takes the datagrams of `first` (a read's result) and reads on while reads come back
+    /// full, up to about a batch; hands what it gathered to the batcher and says what next.
+    fn drain(&mut self, socket: &UdpSocket, first: std::io::Result<usize>) -> Next {
+        let mut read = first;
+        let next = loop {
+            let count = match read {
+                Ok(count) => count,
+                Err(error) => {
+                    tracing::warn!(%error, "Reading the X-Ray UDP socket failed.");
+                    break Next::Readiness;
+                }
+            };
+            self.take(count);
+            if count < BATCH {
+                break self.pacer.pause().map_or(Next::Readiness, Next::Sleep);
+            }
+            if self.pending.len() >= HAND_OFF_DOCUMENTS {
+                break Next::Yield;
+            }
+            read = self.receiver.try_recv(socket);
+        };
+        hand_off(&mut self.pending, &self.tx, self.spill.as_deref());
+        next
+    }
+
+    /// Counts and validates the `count` datagrams of the last read into `pending`.
+    fn take(&mut self, count: usize) {
+        if count == 0 {
+            return;
+        }
         COUNTERS.xray.received.add(count as u64);
         tracing::trace!(count, "Datagrams received.");
-        pending.extend((0..count).filter_map(|i| accept(receiver.datagram(i), &budget, spill)));
-        COUNTERS.xray.kernel_drops.raise_to(receiver.kernel_drops);
-        hand_off(&mut pending, &tx, spill);
+        let spill = self.spill.as_deref();
+        for i in 0..count {
+            let datagram = self.receiver.datagram(i);
+            self.pacer.note(datagram.len());
+            if let Some(segment) = accept(datagram, &self.budget, spill) {
+                self.pending.push(segment);
+            }
+        }
+        COUNTERS.xray.kernel_drops.raise_to(self.receiver.kernel_drops);
     }
 }
 
