@@ -8,9 +8,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -39,7 +40,7 @@ pub fn bind(address: SocketAddr, receive_buffer_bytes: usize) -> io::Result<UdpS
 
 /// The kernel's receive buffer of `socket` in its own accounting (Linux reports and charges
 /// double the asked size; each queued datagram is charged its payload plus bookkeeping).
-pub fn receive_buffer_bytes(socket: &UdpSocket) -> usize {
+pub fn receive_buffer_bytes(socket: &impl std::os::fd::AsFd) -> usize {
     socket2::SockRef::from(socket)
         .recv_buffer_size()
         .unwrap_or(0)
@@ -90,6 +91,19 @@ fn set_int_option(socket: &Socket, option: libc::c_int, value: usize) -> io::Res
     }
 }
 
+/// Waits until `socket` has a datagram queued, watching it only for the wait. A socket the
+/// runtime watches all the time wakes a runtime thread on every arrival, even while its reader
+/// deliberately lets datagrams gather; registering only while idle keeps those wake-ups to one
+/// per idle period (at the price of two `epoll_ctl` calls).
+pub async fn readable(socket: &std::net::UdpSocket) -> io::Result<()> {
+    let fd = socket.as_fd();
+    // SAFETY: `fd` is borrowed from `socket`, which outlives `watched` (dropped, and so
+    // deregistered, before this function returns), and always names the same open socket.
+    let watched = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+    watched.readable().await?.retain_ready();
+    Ok(())
+}
+
 /// Reusable buffers for batched receives.
 pub struct Receiver {
     buffers: Vec<Box<[u8]>>,
@@ -122,19 +136,21 @@ impl Receiver {
     pub async fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         loop {
             socket.readable().await?;
-            match self.try_recv(socket) {
-                Ok(0) => continue,
-                other => return other,
+            match socket.try_io(Interest::READABLE, || self.recv_now(socket.as_raw_fd())) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             }
         }
     }
 
-    /// Reads up to [`BATCH`] datagrams without waiting; 0 when none are queued. Used after a
-    /// pause, when the kernel has likely queued some: asking is cheaper than a readiness
-    /// wake-up, and a 0 clears the readiness so the next [`Receiver::recv`] really waits.
-    pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    /// Reads up to [`BATCH`] datagrams from `socket` without waiting; 0 when none are queued.
+    /// For a socket the runtime does not watch (see [`readable`]): read when the caller
+    /// decides, not on every arrival.
+    pub fn try_recv(&mut self, socket: &std::net::UdpSocket) -> io::Result<usize> {
         loop {
-            match socket.try_io(Interest::READABLE, || self.recv_now(socket.as_raw_fd())) {
+            match self.recv_now(socket.as_raw_fd()) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -140,6 +140,15 @@ pub async fn run(
     spill: Option<std::sync::Arc<Spill>>,
     token: CancellationToken,
 ) {
+    // Read from the plain socket: the runtime watches it only while the source waits for
+    // readiness, so arrivals during a pause wake nobody.
+    let socket = match socket.into_std() {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::error!(%error, "Cannot read the X-Ray UDP socket.");
+            return;
+        }
+    };
     let mut source = Source {
         receiver: Receiver::new(),
         pacer: Pacer::new(udp::receive_buffer_bytes(&socket)),
@@ -153,7 +162,9 @@ pub async fn run(
         let first = match next {
             Next::Readiness => tokio::select! {
                 _ = token.cancelled() => return,
-                received = source.receiver.recv(&socket) => received,
+                readable = udp::readable(&socket) => {
+                    readable.and_then(|()| source.receiver.try_recv(&socket))
+                }
             },
             Next::Sleep(pause) => tokio::select! {
                 _ = token.cancelled() => return,
@@ -184,7 +195,7 @@ struct Source {
 impl Source {
     /// Takes the datagrams of `first` (a read's result) and reads on while reads come back
     /// full, up to about a batch; hands what it gathered to the batcher and says what next.
-    fn drain(&mut self, socket: &UdpSocket, first: std::io::Result<usize>) -> Next {
+    fn drain(&mut self, socket: &std::net::UdpSocket, first: std::io::Result<usize>) -> Next {
         let mut read = first;
         let next = loop {
             let count = match read {
