@@ -21,8 +21,9 @@ use crate::pipeline::Segment;
 use crate::sources::udp::{self, Receiver, BATCH};
 
 mod pacer;
-pub use pacer::Pacer;
+mod scan;
 use crate::telemetry::{self, RejectReason, COUNTERS};
+pub use pacer::Pacer;
 
 /// The daemon's protocol header.
 #[derive(Deserialize)]
@@ -30,15 +31,6 @@ struct Header<'a> {
     #[serde(borrow)]
     format: Cow<'a, str>,
     version: i64,
-}
-
-/// The two fields every top-level document needs; the rest is X-Ray's business.
-#[derive(Deserialize)]
-struct DocumentIds<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    trace_id: Option<Cow<'a, str>>,
 }
 
 /// Splits a datagram into header and body and checks both; returns the body as text.
@@ -53,44 +45,22 @@ pub fn parse_datagram(datagram: &[u8]) -> Result<&str, RejectReason> {
         return Err(RejectReason::EmptyBody);
     }
     let body = std::str::from_utf8(body).map_err(|_| RejectReason::NotUtf8)?;
-    check_body(body)?;
+    scan::check_body(body)?;
     Ok(body)
 }
 
+/// The header the X-Ray SDKs write, accepted without parsing it.
+const SDK_HEADER: &[u8] = br#"{"format":"json","version":1}"#;
+
 fn check_header(header: &[u8]) -> Result<(), RejectReason> {
+    if header == SDK_HEADER {
+        return Ok(());
+    }
     let header: Header = serde_json::from_slice(header).map_err(|_| RejectReason::BadHeader)?;
     if header.format.eq_ignore_ascii_case("json") && header.version == 1 {
         Ok(())
     } else {
         Err(RejectReason::BadHeader)
-    }
-}
-
-fn check_body(body: &str) -> Result<(), RejectReason> {
-    match body.trim_start().as_bytes().first() {
-        Some(b'{') => {
-            let doc: DocumentIds = serde_json::from_str(body).map_err(|_| RejectReason::NotJson)?;
-            check_ids(&doc)
-        }
-        Some(b'[') => {
-            let docs: Vec<DocumentIds> =
-                serde_json::from_str(body).map_err(|_| RejectReason::NotJson)?;
-            if docs.is_empty() {
-                return Err(RejectReason::EmptyBody);
-            }
-            docs.iter().try_for_each(check_ids)
-        }
-        _ => Err(RejectReason::NotJson),
-    }
-}
-
-fn check_ids(doc: &DocumentIds) -> Result<(), RejectReason> {
-    let id_ok = doc.id.as_deref().is_some_and(is_segment_id);
-    let trace_ok = doc.trace_id.as_deref().is_some_and(is_trace_id);
-    if id_ok && trace_ok {
-        Ok(())
-    } else {
-        Err(RejectReason::BadIds)
     }
 }
 
@@ -233,7 +203,10 @@ impl Source {
                 self.pending.push(segment);
             }
         }
-        COUNTERS.xray.kernel_drops.raise_to(self.receiver.kernel_drops);
+        COUNTERS
+            .xray
+            .kernel_drops
+            .raise_to(self.receiver.kernel_drops);
     }
 }
 

@@ -98,7 +98,11 @@ mod tests {
         assert_eq!(drain(&mut pacer, 200), Some(MAX_PAUSE / 2));
         assert_eq!(drain(&mut pacer, 200), Some(MAX_PAUSE / 4));
         assert_eq!(drain(&mut pacer, 200), None);
-        assert_eq!(drain(&mut pacer, 200), None, "stays at readiness under load");
+        assert_eq!(
+            drain(&mut pacer, 200),
+            None,
+            "stays at readiness under load"
+        );
     }
 
     #[test]
