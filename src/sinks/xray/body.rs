@@ -18,7 +18,8 @@ pub fn put_trace_segments_body<'a>(documents: impl Iterator<Item = &'a str> + Cl
         .map(|d| d.len() + d.len() / 8 + 3)
         .sum::<usize>()
         + OPEN.len()
-        + CLOSE.len();
+        + CLOSE.len()
+        + WORD;
     let mut body = Vec::with_capacity(capacity);
     body.extend_from_slice(OPEN);
     for (i, document) in documents.enumerate() {
@@ -31,34 +32,92 @@ pub fn put_trace_segments_body<'a>(documents: impl Iterator<Item = &'a str> + Cl
     Bytes::from(body)
 }
 
-/// Appends `text` as a quoted JSON string.
+/// Bytes read and written at a time.
+const WORD: usize = 8;
+
+/// Appends `text` as a quoted JSON string. Works a word (8 bytes) at a time: a word without a
+/// byte to escape is copied with one store; otherwise the bytes before the first such byte are
+/// (the store writes all 8, and the cursor only moves past the clean ones), then its escape.
 fn push_json_string(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut run_start = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let short: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[run_start..i]);
-        if short.is_empty() {
-            let hex = [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]];
-            out.extend_from_slice(b"\\u00");
-            out.extend_from_slice(&hex);
-        } else {
-            out.extend_from_slice(short);
+    let text = text.as_bytes();
+    let start = out.len();
+    // Exact size, plus a word of slack for the last store.
+    out.resize(start + 2 + escaped_len(text) + WORD, 0);
+    let dst = &mut out[start..];
+    dst[0] = b'"';
+    let (mut i, mut o) = (0, 1);
+    while let Some(chunk) = text.get(i..i + WORD) {
+        let mut word = [0u8; WORD];
+        word.copy_from_slice(chunk);
+        dst[o..o + WORD].copy_from_slice(&word);
+        let special = special_bytes(u64::from_le_bytes(word));
+        if special == 0 {
+            i += WORD;
+            o += WORD;
+            continue;
         }
-        run_start = i + 1;
+        let clean = (special.trailing_zeros() / 8) as usize;
+        o += clean;
+        o += write_escape(&mut dst[o..], word[clean]);
+        i += clean + 1;
     }
-    out.extend_from_slice(&bytes[run_start..]);
-    out.push(b'"');
+    for &byte in &text[i..] {
+        if needs_escape(byte) {
+            o += write_escape(&mut dst[o..], byte);
+        } else {
+            dst[o] = byte;
+            o += 1;
+        }
+    }
+    dst[o] = b'"';
+    out.truncate(start + o + 1);
+}
+
+/// The escaped length of `text`, quotes excluded.
+fn escaped_len(text: &[u8]) -> usize {
+    text.len()
+        + text
+            .iter()
+            .map(|&b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' => 1,
+                0..=0x1f => 5,
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
+fn needs_escape(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || byte < 0x20
+}
+
+/// The high bit of every byte of `word` that needs escaping (`"`, `\`, below 0x20), exactly.
+fn special_bytes(word: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const fn ones(byte: u8) -> u64 {
+        u64::from_le_bytes([byte; 8])
+    }
+    // The high bit of each byte of `x` that is zero (no carry crosses a byte).
+    let zero = |x: u64| !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+    zero(word ^ ones(b'"')) | zero(word ^ ones(b'\\')) | zero(word & ones(0xe0))
+}
+
+/// Writes the escape of `byte` at the start of `dst`; returns its length.
+fn write_escape(dst: &mut [u8], byte: u8) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match byte {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        _ => {
+            let hex = [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]];
+            dst[..6].copy_from_slice(&[b'\\', b'u', b'0', b'0', hex[0], hex[1]]);
+            return 6;
+        }
+    };
+    dst[..2].copy_from_slice(&[b'\\', short]);
+    2
 }
 
 #[cfg(test)]
@@ -93,6 +152,20 @@ mod tests {
             &put_trace_segments_body(std::iter::empty())[..],
             br#"{"TraceSegmentDocuments":[]}"#
         );
+    }
+
+    #[test]
+    fn every_byte_position_in_a_word_is_escaped() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in ["\"", "\\", "\n", "\u{1}", "\u{1f}"] {
+                    let mut doc = "a".repeat(len);
+                    doc.replace_range(at..at + 1, special);
+                    let body = put_trace_segments_body(std::iter::once(doc.as_str()));
+                    assert_eq!(decode(&body), [doc.clone()], "{doc:?}");
+                }
+            }
+        }
     }
 
     proptest! {
