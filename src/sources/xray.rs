@@ -64,22 +64,19 @@ fn check_header(header: &[u8]) -> Result<(), RejectReason> {
     }
 }
 
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+fn is_hex(s: &[u8]) -> bool {
+    s.iter().all(u8::is_ascii_hexdigit)
 }
 
 /// A segment id: 16 hex digits.
 pub fn is_segment_id(s: &str) -> bool {
-    is_hex(s, 16)
+    s.len() == 16 && is_hex(s.as_bytes())
 }
 
 /// A trace id: `1-` + 8 hex digits (epoch seconds) + `-` + 24 hex digits.
 pub fn is_trace_id(s: &str) -> bool {
-    let mut parts = s.split('-');
-    matches!(
-        (parts.next(), parts.next(), parts.next(), parts.next()),
-        (Some("1"), Some(time), Some(random), None) if is_hex(time, 8) && is_hex(random, 24)
-    )
+    let s = s.as_bytes();
+    s.len() == 35 && s.starts_with(b"1-") && s[10] == b'-' && is_hex(&s[2..10]) && is_hex(&s[11..])
 }
 
 /// Documents gathered before a hand-off to the batcher even when the socket is not drained yet

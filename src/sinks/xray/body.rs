@@ -19,7 +19,7 @@ pub fn put_trace_segments_body<'a>(documents: impl Iterator<Item = &'a str> + Cl
         .sum::<usize>()
         + OPEN.len()
         + CLOSE.len()
-        + WORD;
+        + ROOM;
     let mut body = Vec::with_capacity(capacity);
     body.extend_from_slice(OPEN);
     for (i, document) in documents.enumerate() {
@@ -38,18 +38,19 @@ const WORD: usize = 8;
 /// Appends `text` as a quoted JSON string. Works a word (8 bytes) at a time: a word without a
 /// byte to escape is copied with one store; otherwise the bytes before the first such byte are
 /// (the store writes all 8, and the cursor only moves past the clean ones), then its escape.
+/// The output is sized for the usual share of escapes and grown when a document has more.
 fn push_json_string(out: &mut Vec<u8>, text: &str) {
     let text = text.as_bytes();
-    let start = out.len();
-    // Exact size, plus a word of slack for the last store.
-    out.resize(start + 2 + escaped_len(text) + WORD, 0);
-    let dst = &mut out[start..];
-    dst[0] = b'"';
-    let (mut i, mut o) = (0, 1);
+    let mut o = out.len();
+    out.resize(o + text.len() + text.len() / 8 + ROOM, 0);
+    out[o] = b'"';
+    o += 1;
+    let mut i = 0;
     while let Some(chunk) = text.get(i..i + WORD) {
+        make_room(out, o, text.len() - i);
         let mut word = [0u8; WORD];
         word.copy_from_slice(chunk);
-        dst[o..o + WORD].copy_from_slice(&word);
+        out[o..o + WORD].copy_from_slice(&word);
         let special = special_bytes(u64::from_le_bytes(word));
         if special == 0 {
             i += WORD;
@@ -58,32 +59,32 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
         }
         let clean = (special.trailing_zeros() / 8) as usize;
         o += clean;
-        o += write_escape(&mut dst[o..], word[clean]);
+        o += write_escape(&mut out[o..], word[clean]);
         i += clean + 1;
     }
+    make_room(out, o, text.len() - i);
     for &byte in &text[i..] {
         if needs_escape(byte) {
-            o += write_escape(&mut dst[o..], byte);
+            o += write_escape(&mut out[o..], byte);
         } else {
-            dst[o] = byte;
+            out[o] = byte;
             o += 1;
         }
     }
-    dst[o] = b'"';
-    out.truncate(start + o + 1);
+    out[o] = b'"';
+    out.truncate(o + 1);
 }
 
-/// The escaped length of `text`, quotes excluded.
-fn escaped_len(text: &[u8]) -> usize {
-    text.len()
-        + text
-            .iter()
-            .map(|&b| match b {
-                b'"' | b'\\' | b'\n' | b'\r' | b'\t' => 1,
-                0..=0x1f => 5,
-                _ => 0,
-            })
-            .sum::<usize>()
+/// Room past the cursor that one step may write: a word, or the longest escape (`\u00XX`) of
+/// each byte of a word, plus the closing quote.
+const ROOM: usize = 6 * WORD + 1;
+
+/// Grows `out` when fewer than [`ROOM`] bytes are left after `o`, by what the `rest` of the
+/// input needs when nothing else is escaped.
+fn make_room(out: &mut Vec<u8>, o: usize, rest: usize) {
+    if o + ROOM > out.len() {
+        out.resize(o + rest + rest / 8 + ROOM, 0);
+    }
 }
 
 fn needs_escape(byte: u8) -> bool {
@@ -166,6 +167,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn documents_made_of_escapes_grow_the_buffer() {
+        let docs = ["\u{1}".repeat(1000), "\"".repeat(999), "x\\".repeat(333)];
+        let body = put_trace_segments_body(docs.iter().map(String::as_str));
+        assert_eq!(decode(&body), docs);
     }
 
     proptest! {

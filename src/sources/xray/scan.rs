@@ -116,9 +116,13 @@ impl<'a> Scanner<'a> {
             let key = self.string()?;
             self.expect(b':')?;
             self.whitespace();
-            match &*self.text(&key)? {
-                "id" => self.id_value(&mut id, is_segment_id)?,
-                "trace_id" => self.id_value(&mut trace_id, is_trace_id)?,
+            let name = match key.escaped {
+                false => Cow::Borrowed(&self.bytes[key.start..key.end]),
+                true => Cow::Owned(self.text(&key)?.into_owned().into_bytes()),
+            };
+            match &*name {
+                b"id" => self.id_value(&mut id, is_segment_id)?,
+                b"trace_id" => self.id_value(&mut trace_id, is_trace_id)?,
                 _ => self.skip_value()?,
             }
             self.whitespace();
@@ -175,17 +179,12 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string whose opening quote was just read: checks escapes and control bytes, and
-    /// leaves the cursor after the closing quote.
+    /// leaves the cursor after the closing quote. Skips clean runs a word at a time.
     fn string(&mut self) -> Result<Span, RejectReason> {
         let start = self.pos;
         let mut escaped = false;
         loop {
-            let rest = &self.bytes[self.pos.min(self.bytes.len())..];
-            let run = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                .ok_or(NOT_JSON)?;
-            self.pos += run;
+            self.skip_plain();
             match self.next() {
                 Some(b'"') => {
                     return Ok(Span {
@@ -200,6 +199,26 @@ impl<'a> Scanner<'a> {
                 }
                 _ => return Err(NOT_JSON),
             }
+        }
+    }
+
+    /// Moves the cursor to the next `"`, `\` or control byte (or the end).
+    fn skip_plain(&mut self) {
+        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let special = special_bytes(u64::from_le_bytes(word));
+            if special != 0 {
+                self.pos += (special.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.pos += 8;
+        }
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if b == b'"' || b == b'\\' || b < 0x20 {
+                return;
+            }
+            self.pos += 1;
         }
     }
 
@@ -336,6 +355,18 @@ impl<'a> Scanner<'a> {
         self.string()?;
         self.expect(b':')
     }
+}
+
+/// The high bit of every byte of `word` that is `"`, `\` or below 0x20, exactly: the bytes a
+/// JSON string cannot hold as they are.
+fn special_bytes(word: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const fn ones(byte: u8) -> u64 {
+        u64::from_le_bytes([byte; 8])
+    }
+    // The high bit of each byte of `x` that is zero (no carry crosses a byte).
+    let zero = |x: u64| !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+    zero(word ^ ones(b'"')) | zero(word ^ ones(b'\\')) | zero(word & ones(0xe0))
 }
 
 #[cfg(test)]
