@@ -90,15 +90,17 @@ enum Next {
     Readiness,
     /// The socket was emptied: let datagrams gather this long, then read them together.
     Sleep(std::time::Duration),
-    /// More is queued: let the batcher run, then read on at once.
-    Yield,
+    /// More is queued: read on at once, within the runtime's cooperative budget (one unit
+    /// per read, as a readiness wait would take), so a flood is read ahead of other work
+    /// yet the batcher and senders still get their turn.
+    ReadOn,
 }
 
 /// Reads datagrams until `token` is cancelled. The socket is read in drains: read until a read
-/// comes back short (the socket is empty) or about a batch was gathered, and hand the accepted
-/// documents to `tx` together; then pause as the [`Pacer`] says, or wait for readiness when
-/// the drain found nothing, or read on after a yield when more is queued. So the batcher wakes
-/// once per drain, not per datagram, and a flood is read back to back. Documents that find no
+/// comes back short (the socket is empty) and hand the accepted documents to `tx` together
+/// (also every [`HAND_OFF_DOCUMENTS`] within a long drain); then pause as the [`Pacer`] says,
+/// or wait for readiness when the drain found nothing. So the batcher wakes once per drain,
+/// not per datagram, and a flood is read back to back. Documents that find no
 /// memory go to `spill` when there is one.
 pub async fn run(
     socket: UdpSocket,
@@ -137,15 +139,15 @@ pub async fn run(
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(pause) => source.receiver.try_recv(&socket),
             },
-            Next::Yield => {
-                tokio::task::yield_now().await;
+            Next::ReadOn => {
+                tokio::task::coop::consume_budget().await;
                 if token.is_cancelled() {
                     return;
                 }
                 source.receiver.try_recv(&socket)
             }
         };
-        next = source.drain(&socket, first);
+        next = source.drain(first);
     }
 }
 
@@ -160,29 +162,27 @@ struct Source {
 }
 
 impl Source {
-    /// Takes the datagrams of `first` (a read's result) and reads on while reads come back
-    /// full, up to about a batch; hands what it gathered to the batcher and says what next.
-    fn drain(&mut self, socket: &std::net::UdpSocket, first: std::io::Result<usize>) -> Next {
-        let mut read = first;
-        let next = loop {
-            let count = match read {
-                Ok(count) => count,
-                Err(error) => {
-                    tracing::warn!(%error, "Reading the X-Ray UDP socket failed.");
-                    break Next::Readiness;
-                }
-            };
-            self.take(count);
-            if count < BATCH {
-                break self.pacer.pause().map_or(Next::Readiness, Next::Sleep);
+    /// Takes the datagrams of `first` (a read's result) and says what next: after a full read,
+    /// read on (handing off every [`HAND_OFF_DOCUMENTS`]); after a short one the socket is
+    /// empty, so hand off what was gathered and pause as the pacer says.
+    fn drain(&mut self, first: std::io::Result<usize>) -> Next {
+        let count = match first {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::warn!(%error, "Reading the X-Ray UDP socket failed.");
+                hand_off(&mut self.pending, &self.tx, self.spill.as_deref());
+                return Next::Readiness;
             }
-            if self.pending.len() >= HAND_OFF_DOCUMENTS {
-                break Next::Yield;
-            }
-            read = self.receiver.try_recv(socket);
         };
+        self.take(count);
+        if count == BATCH {
+            if self.pending.len() >= HAND_OFF_DOCUMENTS {
+                hand_off(&mut self.pending, &self.tx, self.spill.as_deref());
+            }
+            return Next::ReadOn;
+        }
         hand_off(&mut self.pending, &self.tx, self.spill.as_deref());
-        next
+        self.pacer.pause().map_or(Next::Readiness, Next::Sleep)
     }
 
     /// Counts and validates the `count` datagrams of the last read into `pending`.
