@@ -18,12 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::budget::Budget;
 use crate::pipeline::spill::Spill;
 use crate::pipeline::Segment;
-use crate::sources::udp::{self, Receiver, BATCH};
-
-mod pacer;
-mod scan;
+use crate::sources::udp::{Receiver, BATCH};
 use crate::telemetry::{self, RejectReason, COUNTERS};
-pub use pacer::Pacer;
+
+mod scan;
 
 /// The daemon's protocol header.
 #[derive(Deserialize)]
@@ -79,29 +77,9 @@ pub fn is_trace_id(s: &str) -> bool {
     s.len() == 35 && s.starts_with(b"1-") && s[10] == b'-' && is_hex(&s[2..10]) && is_hex(&s[11..])
 }
 
-/// Documents gathered before a hand-off to the batcher even when the socket is not drained yet
-/// (about one batch), so a flood reaches the batcher steadily.
-const HAND_OFF_DOCUMENTS: usize = 48;
-
-/// What the source does before its next read.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Next {
-    /// The socket was empty: wait until it is readable.
-    Readiness,
-    /// The socket was emptied: let datagrams gather this long, then read them together.
-    Sleep(std::time::Duration),
-    /// More is queued: read on at once, within the runtime's cooperative budget (one unit
-    /// per read, as a readiness wait would take), so a flood is read ahead of other work
-    /// yet the batcher and senders still get their turn.
-    ReadOn,
-}
-
-/// Reads datagrams until `token` is cancelled. The socket is read in drains: read until a read
-/// comes back short (the socket is empty) and hand the accepted documents to `tx` together
-/// (also every [`HAND_OFF_DOCUMENTS`] within a long drain); then pause as the [`Pacer`] says,
-/// or wait for readiness when the drain found nothing. So the batcher wakes once per drain,
-/// not per datagram, and a flood is read back to back. Documents that find no
-/// memory go to `spill` when there is one.
+/// Reads datagrams until `token` is cancelled, and hands the accepted documents of each
+/// `recvmmsg` to `tx` together: one hand-off (and at most one wake-up of the batcher) per
+/// read, not per document. Documents that find no memory go to `spill` when there is one.
 pub async fn run(
     socket: UdpSocket,
     budget: Budget,
@@ -109,101 +87,26 @@ pub async fn run(
     spill: Option<std::sync::Arc<Spill>>,
     token: CancellationToken,
 ) {
-    // Read from the plain socket: the runtime watches it only while the source waits for
-    // readiness, so arrivals during a pause wake nobody.
-    let socket = match socket.into_std() {
-        Ok(socket) => socket,
-        Err(error) => {
-            tracing::error!(%error, "Cannot read the X-Ray UDP socket.");
-            return;
-        }
-    };
-    let mut source = Source {
-        receiver: Receiver::new(),
-        pacer: Pacer::new(udp::receive_buffer_bytes(&socket)),
-        pending: Vec::with_capacity(HAND_OFF_DOCUMENTS + BATCH),
-        budget,
-        tx,
-        spill,
-    };
-    let mut next = Next::Readiness;
+    let spill = spill.as_deref();
+    let mut receiver = Receiver::new();
+    let mut pending: Vec<Segment> = Vec::with_capacity(BATCH);
     loop {
-        let first = match next {
-            Next::Readiness => tokio::select! {
-                _ = token.cancelled() => return,
-                readable = udp::readable(&socket) => {
-                    readable.and_then(|()| source.receiver.try_recv(&socket))
-                }
-            },
-            Next::Sleep(pause) => tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tokio::time::sleep(pause) => source.receiver.try_recv(&socket),
-            },
-            Next::ReadOn => {
-                tokio::task::coop::consume_budget().await;
-                if token.is_cancelled() {
-                    return;
-                }
-                source.receiver.try_recv(&socket)
-            }
+        let received = tokio::select! {
+            _ = token.cancelled() => return,
+            received = receiver.recv(&socket) => received,
         };
-        next = source.drain(first);
-    }
-}
-
-/// The reading side of the source: buffers, pacing, and where documents go.
-struct Source {
-    receiver: Receiver,
-    pacer: Pacer,
-    pending: Vec<Segment>,
-    budget: Budget,
-    tx: mpsc::Sender<Vec<Segment>>,
-    spill: Option<std::sync::Arc<Spill>>,
-}
-
-impl Source {
-    /// Takes the datagrams of `first` (a read's result) and says what next: after a full read,
-    /// read on (handing off every [`HAND_OFF_DOCUMENTS`]); after a short one the socket is
-    /// empty, so hand off what was gathered and pause as the pacer says.
-    fn drain(&mut self, first: std::io::Result<usize>) -> Next {
-        let count = match first {
+        let count = match received {
             Ok(count) => count,
             Err(error) => {
                 tracing::warn!(%error, "Reading the X-Ray UDP socket failed.");
-                hand_off(&mut self.pending, &self.tx, self.spill.as_deref());
-                return Next::Readiness;
+                continue;
             }
         };
-        self.take(count);
-        if count == BATCH {
-            if self.pending.len() >= HAND_OFF_DOCUMENTS {
-                hand_off(&mut self.pending, &self.tx, self.spill.as_deref());
-            }
-            return Next::ReadOn;
-        }
-        hand_off(&mut self.pending, &self.tx, self.spill.as_deref());
-        self.pacer.pause().map_or(Next::Readiness, Next::Sleep)
-    }
-
-    /// Counts and validates the `count` datagrams of the last read into `pending`.
-    fn take(&mut self, count: usize) {
-        if count == 0 {
-            return;
-        }
         COUNTERS.xray.received.add(count as u64);
         tracing::trace!(count, "Datagrams received.");
-        let spill = self.spill.as_deref();
-        for i in 0..count {
-            let datagram = self.receiver.datagram(i);
-            self.pacer.note(datagram.len());
-            if let Some(segment) = accept(datagram, &self.budget, spill) {
-                self.pending.push(segment);
-            }
-        }
-        COUNTERS
-            .xray
-            .kernel_drops
-            .raise_to(self.receiver.kernel_drops);
+        pending.extend((0..count).filter_map(|i| accept(receiver.datagram(i), &budget, spill)));
+        COUNTERS.xray.kernel_drops.raise_to(receiver.kernel_drops);
+        hand_off(&mut pending, &tx, spill);
     }
 }
 
