@@ -51,7 +51,7 @@ pub(super) async fn start(
         }
     })?;
     let listener = bind_tcp(xray.tcp_address, "X-Ray TCP", "-t/--bind-tcp").await?;
-    let client = aws_sdk_xray::Client::new(&aws.sdk);
+    let client = crate::sinks::xray::client(&aws.sdk);
     let (tx, rx) = mpsc::channel(SEGMENT_CHANNEL);
     if let Some(spill) = &spill {
         let replay = spill::replay(

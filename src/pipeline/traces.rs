@@ -7,6 +7,7 @@
 //! sends finished: that is the shutdown flush.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,8 +49,12 @@ pub async fn run<S: Sink<Segment>>(
     let mut ready: VecDeque<Vec<Segment>> = VecDeque::new();
     let mut senders = JoinSet::new();
     let mut open = true;
+    // One timer for the whole run, moved only when the open batch's deadline changes: a new
+    // timer per wake-up costs a registration and a removal in the runtime's timer wheel.
+    let mut timer = FlushTimer::default();
     while open || !ready.is_empty() || !batcher.is_empty() {
         let deadline = batcher.deadline().map(Instant::from_std);
+        timer.set(deadline);
         tokio::select! {
             received = rx.recv(), if open => match received {
                 Some(group) => {
@@ -67,7 +72,7 @@ pub async fn run<S: Sink<Segment>>(
                     ready.extend(batcher.take());
                 }
             },
-            _ = sleep_until(deadline), if deadline.is_some() => {
+            _ = timer.sleep.as_mut(), if deadline.is_some() => {
                 ready.extend(batcher.take());
             }
             slot = Arc::clone(&slots).acquire_owned(), if !ready.is_empty() => {
@@ -94,10 +99,30 @@ fn dispatch<S: Sink<Segment>>(
     });
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+/// The batcher's flush timer: one `Sleep`, reset only when the deadline moves.
+struct FlushTimer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    deadline: Option<Instant>,
+}
+
+impl Default for FlushTimer {
+    fn default() -> Self {
+        FlushTimer {
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            deadline: None,
+        }
+    }
+}
+
+impl FlushTimer {
+    /// Points the timer at `deadline` (only polled while there is one).
+    fn set(&mut self, deadline: Option<Instant>) {
+        if deadline != self.deadline {
+            if let Some(at) = deadline {
+                self.sleep.as_mut().reset(at);
+            }
+            self.deadline = deadline;
+        }
     }
 }
 

@@ -129,23 +129,30 @@ impl Receiver {
     }
 
     fn recv_now(&mut self, fd: libc::c_int) -> io::Result<usize> {
-        let mut iovecs: Vec<libc::iovec> = self
-            .buffers
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
+        // On the stack, rebuilt per call: the kernel rewrites lengths in place, and the
+        // pointers stay local to this call.
+        let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        });
+        for (iovec, buffer) in iovecs.iter_mut().zip(self.buffers.iter_mut()) {
+            iovec.iov_base = buffer.as_mut_ptr().cast();
+            iovec.iov_len = buffer.len();
+        }
         // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
-        let mut headers: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
-        for (i, header) in headers.iter_mut().enumerate() {
-            header.msg_hdr.msg_iov = &mut iovecs[i];
+        let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for ((header, iovec), control) in headers
+            .iter_mut()
+            .zip(iovecs.iter_mut())
+            .zip(self.controls.iter_mut())
+        {
+            header.msg_hdr.msg_iov = iovec;
             header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
+            header.msg_hdr.msg_control = control.as_mut_ptr().cast();
             header.msg_hdr.msg_controllen = std::mem::size_of::<[u64; 8]>() as _;
         }
-        // SAFETY: every header points at live buffers owned by self, sized as declared.
+        // SAFETY: every header points at live buffers owned by self or this frame, sized as
+        // declared.
         let n = unsafe {
             libc::recvmmsg(
                 fd,

@@ -21,21 +21,14 @@ use crate::pipeline::Segment;
 use crate::sources::udp::{Receiver, BATCH};
 use crate::telemetry::{self, RejectReason, COUNTERS};
 
+mod scan;
+
 /// The daemon's protocol header.
 #[derive(Deserialize)]
 struct Header<'a> {
     #[serde(borrow)]
     format: Cow<'a, str>,
     version: i64,
-}
-
-/// The two fields every top-level document needs; the rest is X-Ray's business.
-#[derive(Deserialize)]
-struct DocumentIds<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    trace_id: Option<Cow<'a, str>>,
 }
 
 /// Splits a datagram into header and body and checks both; returns the body as text.
@@ -50,11 +43,17 @@ pub fn parse_datagram(datagram: &[u8]) -> Result<&str, RejectReason> {
         return Err(RejectReason::EmptyBody);
     }
     let body = std::str::from_utf8(body).map_err(|_| RejectReason::NotUtf8)?;
-    check_body(body)?;
+    scan::check_body(body)?;
     Ok(body)
 }
 
+/// The header the X-Ray SDKs write, accepted without parsing it.
+const SDK_HEADER: &[u8] = br#"{"format":"json","version":1}"#;
+
 fn check_header(header: &[u8]) -> Result<(), RejectReason> {
+    if header == SDK_HEADER {
+        return Ok(());
+    }
     let header: Header = serde_json::from_slice(header).map_err(|_| RejectReason::BadHeader)?;
     if header.format.eq_ignore_ascii_case("json") && header.version == 1 {
         Ok(())
@@ -63,50 +62,19 @@ fn check_header(header: &[u8]) -> Result<(), RejectReason> {
     }
 }
 
-fn check_body(body: &str) -> Result<(), RejectReason> {
-    match body.trim_start().as_bytes().first() {
-        Some(b'{') => {
-            let doc: DocumentIds = serde_json::from_str(body).map_err(|_| RejectReason::NotJson)?;
-            check_ids(&doc)
-        }
-        Some(b'[') => {
-            let docs: Vec<DocumentIds> =
-                serde_json::from_str(body).map_err(|_| RejectReason::NotJson)?;
-            if docs.is_empty() {
-                return Err(RejectReason::EmptyBody);
-            }
-            docs.iter().try_for_each(check_ids)
-        }
-        _ => Err(RejectReason::NotJson),
-    }
-}
-
-fn check_ids(doc: &DocumentIds) -> Result<(), RejectReason> {
-    let id_ok = doc.id.as_deref().is_some_and(is_segment_id);
-    let trace_ok = doc.trace_id.as_deref().is_some_and(is_trace_id);
-    if id_ok && trace_ok {
-        Ok(())
-    } else {
-        Err(RejectReason::BadIds)
-    }
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+fn is_hex(s: &[u8]) -> bool {
+    s.iter().all(u8::is_ascii_hexdigit)
 }
 
 /// A segment id: 16 hex digits.
 pub fn is_segment_id(s: &str) -> bool {
-    is_hex(s, 16)
+    s.len() == 16 && is_hex(s.as_bytes())
 }
 
 /// A trace id: `1-` + 8 hex digits (epoch seconds) + `-` + 24 hex digits.
 pub fn is_trace_id(s: &str) -> bool {
-    let mut parts = s.split('-');
-    matches!(
-        (parts.next(), parts.next(), parts.next(), parts.next()),
-        (Some("1"), Some(time), Some(random), None) if is_hex(time, 8) && is_hex(random, 24)
-    )
+    let s = s.as_bytes();
+    s.len() == 35 && s.starts_with(b"1-") && s[10] == b'-' && is_hex(&s[2..10]) && is_hex(&s[11..])
 }
 
 /// Reads datagrams until `token` is cancelled, and hands the accepted documents of each

@@ -67,6 +67,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_byte_position_in_a_word_is_escaped() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in ["\"", "\\", "\n", "\u{1}", "\u{1f}"] {
+                    let mut doc = "a".repeat(len);
+                    doc.replace_range(at..at + 1, special);
+                    let body = put_trace_segments_body(std::iter::once(doc.as_str()));
+                    assert_eq!(decode(&body), [doc.clone()], "{doc:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn documents_made_of_escapes_grow_the_buffer() {
+        let docs = ["\u{1}".repeat(1000), "\"".repeat(999), "x\\".repeat(333)];
+        let body = put_trace_segments_body(docs.iter().map(String::as_str));
+        assert_eq!(decode(&body), docs);
+    }
+
     proptest! {
         #[test]
         fn any_text_round_trips(docs in proptest::collection::vec(any::<String>(), 0..5)) {

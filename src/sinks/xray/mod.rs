@@ -7,6 +7,19 @@ pub mod telemetry_records;
 
 pub use sink::XraySink;
 
+use aws_sdk_xray::config::StalledStreamProtectionConfig;
+
+/// The X-Ray client the sinks use: the shared SDK configuration (region, credentials chain,
+/// endpoint, proxy, SDK retries off), with the SDK's stalled-stream protection off as well.
+/// Its bodies are a few small in-memory buffers that an attempt timeout already bounds, so
+/// watching their throughput only adds work to every call.
+pub fn client(sdk: &aws_config::SdkConfig) -> aws_sdk_xray::Client {
+    let config = aws_sdk_xray::config::Builder::from(sdk)
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .build();
+    aws_sdk_xray::Client::from_conf(config)
+}
+
 /// The daemon stamps every X-Ray call with the send time, in epoch seconds with nine decimals.
 pub const TIMESTAMP_HEADER: &str = "X-Amzn-Xray-Timestamp";
 
