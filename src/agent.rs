@@ -125,7 +125,8 @@ pub async fn run(
         }
         let log_tx = (config.logs.is_some() || metrics::needs_logs(&config))
             .then(|| logs::start_pipeline(&config, &aws, &wiring));
-        let metric_tx = metrics::enabled(&config).then(|| metrics::start_pipeline(&aws, &wiring));
+        let metric_tx = metrics::enabled(&config)
+            .then(|| metrics::start_pipeline(&aws, &wiring, spills.metrics.clone()));
         if let (Some(settings), Some(tx)) = (&config.logs, &log_tx) {
             let filter_tx = metric_tx.clone().filter(|_| metrics::has_filters(&config));
             let files = logs::start_files(&config, settings, &aws, &wiring, tx.clone(), filter_tx);
@@ -195,7 +196,7 @@ fn budget_bytes(config: &Config) -> usize {
 fn gauges(
     budget: Budget,
     proxy: Arc<ProxyCounters>,
-    spills: [Option<Arc<SpillCounters>>; 2],
+    spills: [Option<Arc<SpillCounters>>; 3],
 ) -> telemetry::GaugeFn {
     Arc::new(move || {
         let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;

@@ -38,12 +38,26 @@ pub(super) fn has_filters(config: &Config) -> bool {
         .is_some_and(|l| l.files.iter().any(|f| !f.metric_filters.is_empty()))
 }
 
-/// Starts the metrics pipeline and its sink; the returned sender feeds it.
-pub(super) fn start_pipeline(aws: &AwsContext, wiring: &Wiring) -> mpsc::Sender<MetricDatum> {
+/// Starts the metrics pipeline and its sink, and the replay of `spill` (when StatsD runs with
+/// a disk spill); the returned sender feeds the pipeline.
+pub(super) fn start_pipeline(
+    aws: &AwsContext,
+    wiring: &Wiring,
+    spill: Option<Arc<Spill>>,
+) -> mpsc::Sender<MetricDatum> {
     let (tx, rx) = mpsc::channel::<MetricDatum>(METRIC_CHANNEL);
     let client = aws_sdk_cloudwatch::Client::new(&aws.sdk);
-    let sink = CloudWatchMetricsSink::new(client, wiring.abort.clone());
-    let settings = MetricsSettings::new(wiring.budget_for(Pipeline::Metrics));
+    let sink = CloudWatchMetricsSink::new(client, wiring.abort.clone()).with_spill(spill.clone());
+    let budget = wiring.budget_for(Pipeline::Metrics);
+    if let Some(spill) = &spill {
+        let token = wiring.token.child_token();
+        let replay = metrics::replay(Arc::clone(spill), budget.clone(), sink.clone(), token);
+        wiring.tracker.spawn(replay);
+    }
+    let settings = MetricsSettings {
+        spill,
+        ..MetricsSettings::new(budget)
+    };
     wiring.tracker.spawn(metrics::run(rx, sink, settings));
     tx
 }
