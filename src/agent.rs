@@ -23,6 +23,7 @@ use crate::telemetry;
 use crate::xray_proxy::{ProxyCounters, ProxyError};
 use spills::Spills;
 
+mod listeners;
 mod logs;
 mod metrics;
 mod reload;
@@ -115,6 +116,7 @@ pub async fn run(
     }
     let mut checkpointer = None;
     let mut files_reload = None;
+    let mut listeners = listeners::Listeners::default();
     let needs_aws = config.xray.is_some() || config.logs.is_some() || metrics::enabled(&config);
     if needs_aws {
         let aws = aws::load(&config.aws).await?;
@@ -135,7 +137,8 @@ pub async fn run(
             files_reload = Some(reload);
         }
         if let Some(metric_tx) = metric_tx {
-            metrics::start(&config, &wiring, log_tx, metric_tx, spills.emf.clone()).await?;
+            let emf_spill = spills.emf.clone();
+            listeners = metrics::start(&config, &wiring, log_tx, metric_tx, emf_spill).await?;
         }
     }
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());
@@ -144,7 +147,7 @@ pub async fn run(
     tracing::info!("cloudtail started.");
     crate::memory::release_startup_memory();
     let timeout = config.agent.shutdown_timeout;
-    let mut reloader = reload::Reloader::new(config, files_reload);
+    let mut reloader = reload::Reloader::new(config, files_reload, listeners);
     loop {
         tokio::select! {
             _ = wiring.token.cancelled() => break,
