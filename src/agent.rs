@@ -23,6 +23,7 @@ use crate::telemetry;
 use crate::xray_proxy::{ProxyCounters, ProxyError};
 use spills::Spills;
 
+mod listeners;
 mod logs;
 mod metrics;
 mod reload;
@@ -122,6 +123,7 @@ pub async fn run(
     }
     let mut checkpointer = None;
     let mut files_reload = None;
+    let mut listeners = listeners::Listeners::default();
     let needs_aws = config.xray.is_some() || config.logs.is_some() || metrics::enabled(&config);
     if needs_aws {
         let aws = aws::load(&config.aws).await?;
@@ -132,7 +134,8 @@ pub async fn run(
         }
         let log_tx = (config.logs.is_some() || metrics::needs_logs(&config))
             .then(|| logs::start_pipeline(&config, &aws, &wiring));
-        let metric_tx = metrics::enabled(&config).then(|| metrics::start_pipeline(&aws, &wiring));
+        let metric_tx = metrics::enabled(&config)
+            .then(|| metrics::start_pipeline(&aws, &wiring, spills.metrics.clone()));
         if let (Some(settings), Some(tx)) = (&config.logs, &log_tx) {
             let filter_tx = metric_tx.clone().filter(|_| metrics::has_filters(&config));
             let files = logs::start_files(&config, settings, &aws, &wiring, tx.clone(), filter_tx);
@@ -141,7 +144,8 @@ pub async fn run(
             files_reload = Some(reload);
         }
         if let Some(metric_tx) = metric_tx {
-            metrics::start(&config, &wiring, log_tx, metric_tx, spills.emf.clone()).await?;
+            let emf_spill = spills.emf.clone();
+            listeners = metrics::start(&config, &wiring, log_tx, metric_tx, emf_spill).await?;
         }
     }
     let summaries = telemetry::log_summaries(SUMMARY_EVERY, wiring.token.child_token());
@@ -150,7 +154,7 @@ pub async fn run(
     tracing::info!("cloudtail started.");
     crate::memory::release_startup_memory();
     let timeout = config.agent.shutdown_timeout;
-    let mut reloader = reload::Reloader::new(config, files_reload);
+    let mut reloader = reload::Reloader::new(config, files_reload, listeners);
     loop {
         tokio::select! {
             _ = wiring.token.cancelled() => break,
@@ -202,7 +206,7 @@ fn budget_bytes(config: &Config) -> usize {
 fn gauges(
     budget: Budget,
     proxy: Arc<ProxyCounters>,
-    spills: [Option<Arc<SpillCounters>>; 2],
+    spills: [Option<Arc<SpillCounters>>; 3],
 ) -> telemetry::GaugeFn {
     Arc::new(move || {
         let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;

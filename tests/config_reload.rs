@@ -1,7 +1,8 @@
 //! SIGHUP, end to end: the real binary re-reads its config file while tailing; the events are
 //! read back from the emulator. An unchanged entry keeps its tailer, an added entry starts, a
-//! changed entry moves its file to the new stream without losing or repeating a line, and a
-//! config that does not load leaves the running one in place.
+//! changed entry moves its file to the new stream without losing or repeating a line, a moved
+//! StatsD listener restarts alone (EMF keeps its TCP connection), and a config that does not
+//! load leaves the running one in place.
 
 mod support;
 
@@ -160,6 +161,130 @@ async fn sighup_names_changes_that_wait_for_a_restart() {
     )
     .await;
     assert_eq!(events.len(), 10, "{}", agent.logs());
+    agent.sigterm();
+    assert!(agent.wait_exit(Duration::from_secs(15)).success());
+}
+
+/// The config of an agent running StatsD on `statsd` and EMF (logs mode) on `emf_tcp` and
+/// `emf_udp`.
+fn sockets_config(moto: &Moto, telemetry: u16, statsd: u16, emf_tcp: u16, emf_udp: u16) -> String {
+    format!(
+        "[agent]\ntelemetry_address = \"127.0.0.1:{telemetry}\"\n\
+         [aws]\nregion = \"us-east-1\"\nendpoint = \"{}\"\nlocal_mode = true\n\
+         [statsd]\naddress = \"127.0.0.1:{statsd}\"\nnamespace = \"Reload/StatsD\"\n\
+         aggregation_interval = \"1s\"\n\
+         [emf]\ntcp_address = \"127.0.0.1:{emf_tcp}\"\nudp_address = \"127.0.0.1:{emf_udp}\"\n\
+         log_group = \"/reload/emf\"\nlog_stream = \"emf\"\nmode = \"logs\"\n",
+        moto.endpoint()
+    )
+}
+
+/// An EMF document numbered `seq`.
+fn emf_line(seq: usize) -> String {
+    let ms = (support::now_secs() * 1000.0) as i64;
+    format!(
+        "{{\"_aws\":{{\"Timestamp\":{ms},\"CloudWatchMetrics\":[{{\"Namespace\":\"Reload\",\
+         \"Dimensions\":[[\"Service\"]],\"Metrics\":[{{\"Name\":\"Requests\"}}]}}]}},\
+         \"Service\":\"svc\",\"Requests\":1,\"Seq\":{seq}}}\n"
+    )
+}
+
+/// The sum of `hits` CloudWatch reports for the last hour.
+async fn hits_sum(moto: &Moto) -> f64 {
+    let now = support::now_secs() as i64;
+    support::cloudwatch_client(&moto.endpoint())
+        .get_metric_statistics()
+        .namespace("Reload/StatsD")
+        .metric_name("hits")
+        .start_time(aws_smithy_types::DateTime::from_secs(now - 3600))
+        .end_time(aws_smithy_types::DateTime::from_secs(now + 600))
+        .period(3600)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .send()
+        .await
+        .map(|out| out.datapoints().iter().filter_map(|p| p.sum()).sum())
+        .unwrap_or(0.0)
+}
+
+fn send_hits(port: u16, count: usize) {
+    for _ in 0..count {
+        support::send_udp(support::local(port), b"hits:1|c");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_moves_the_statsd_listener_while_emf_keeps_its_connection() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("cloudtail.toml");
+    let telemetry = support::free_tcp_port();
+    let (old_port, new_port) = (support::free_udp_port(), support::free_udp_port());
+    let (emf_tcp, emf_udp) = (support::free_tcp_port(), support::free_udp_port());
+    let config = |statsd| sockets_config(&moto, telemetry, statsd, emf_tcp, emf_udp);
+    std::fs::write(&path, config(old_port)).expect("config");
+    let mut agent = Agent::builder()
+        .args(["--config", path.to_str().expect("utf-8"), "-l", "debug"])
+        .telemetry_addr(support::local(telemetry))
+        .start();
+    agent.ready();
+
+    let mut emf = std::net::TcpStream::connect(support::local(emf_tcp)).expect("connect");
+    emf.write_all(emf_line(0).as_bytes()).expect("write");
+    send_hits(old_port, 5);
+    let lines = "cloudtail_statsd_lines_total{result=\"ok\"}";
+    assert!(support::wait_until(Duration::from_secs(10), || agent
+        .metric(lines)
+        == Some(5.0)));
+
+    std::fs::write(&path, config(new_port)).expect("config");
+    agent.signal(libc::SIGHUP);
+    wait_for_log(&agent, "StatsD source restarted", 1);
+    // The old port is given back: another process can bind it.
+    let freed = support::wait_until(Duration::from_secs(10), || {
+        std::net::UdpSocket::bind(support::local(old_port)).is_ok()
+    });
+    assert!(
+        freed,
+        "the old StatsD port is still bound\n{}",
+        agent.logs()
+    );
+    send_hits(new_port, 7);
+    emf.write_all(emf_line(1).as_bytes())
+        .expect("the EMF connection is still open");
+
+    let events = wait_for_events(
+        &moto.endpoint(),
+        "/reload/emf",
+        "emf",
+        2,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        events.len(),
+        2,
+        "both EMF documents, before and after the reload\n{}",
+        agent.logs()
+    );
+    let mut sum = 0.0;
+    for _ in 0..60 {
+        sum = hits_sum(&moto).await;
+        if sum >= 12.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        sum,
+        12.0,
+        "hits before and after the move\n{}",
+        agent.logs()
+    );
+    assert!(
+        !agent.logs().contains("take effect at the next start"),
+        "{}",
+        agent.logs()
+    );
     agent.sigterm();
     assert!(agent.wait_exit(Duration::from_secs(15)).success());
 }

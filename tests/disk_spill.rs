@@ -1,6 +1,7 @@
-//! The disk spills through the real binary: with X-Ray (or CloudWatch Logs, for EMF over UDP)
-//! down and a small budget, what finds no memory goes to disk instead of being dropped, and
-//! lands once AWS is back, also after the agent was killed with `-9` and restarted. In its own
+//! The disk spills through the real binary: with X-Ray (or CloudWatch Logs, for EMF over UDP,
+//! or CloudWatch, for StatsD aggregates) down and a small budget, what finds no memory goes to
+//! disk instead of being dropped, and lands once AWS is back, also after the agent was killed
+//! with `-9` (or stopped with SIGTERM) and restarted. In its own
 //! test binary (floods of loopback datagrams disturb other tests); its tests take turns for the
 //! same reason.
 
@@ -53,11 +54,16 @@ fn start(moto: &Moto, dir: &Path) -> (Agent, SocketAddr) {
 /// Starts an agent with 3 MB of memory and 64 MB of disk spill in `dir/spill`, running the
 /// role that `role` (TOML tables) describes; waits until it is ready.
 fn start_with(moto: &Moto, dir: &Path, role: &str) -> Agent {
+    start_with_disk(moto, dir, role, 64)
+}
+
+/// [`start_with`] with `disk_mb` of spill (0: off), and 2 s to flush at SIGTERM.
+fn start_with_disk(moto: &Moto, dir: &Path, role: &str, disk_mb: u64) -> Agent {
     let telemetry = free_tcp_port();
     let config = format!(
-        "[agent]\ntelemetry_address = \"127.0.0.1:{telemetry}\"\n\
+        "[agent]\ntelemetry_address = \"127.0.0.1:{telemetry}\"\nshutdown_timeout = \"2s\"\n\
          [aws]\nregion = \"us-east-1\"\nendpoint = \"{}\"\nlocal_mode = true\n\
-         [buffer]\nmemory_mb = 3\ndisk_mb = 64\nspill_dir = \"{}\"\n{role}",
+         [buffer]\nmemory_mb = 3\ndisk_mb = {disk_mb}\nspill_dir = \"{}\"\n{role}",
         moto.endpoint(),
         spill_dir(dir).display()
     );
@@ -313,4 +319,193 @@ async fn emf_over_udp_spills_while_cloudwatch_logs_is_down_and_lands_after() {
         agent.metric("cloudtail_spill_replayed_total{spill=\"emf\"}"),
         Some(written)
     );
+}
+
+/// StatsD series sent: more than the 3 MB budget holds as queued `PutMetricData` calls.
+const SHARDS: usize = 20_000;
+/// Increments of each series.
+const ROUNDS: usize = 3;
+/// `hits` lines per datagram; each datagram also adds its line count to `total`.
+const LINES_PER_DATAGRAM: usize = 40;
+
+/// Starts an agent running StatsD only on a fresh port; returns it and the port.
+fn start_statsd(moto: &Moto, dir: &Path, disk_mb: u64) -> (Agent, u16) {
+    let port = free_udp_port();
+    let role = format!(
+        "[statsd]\naddress = \"127.0.0.1:{port}\"\nnamespace = \"Spill/StatsD\"\n\
+         aggregation_interval = \"1s\"\n"
+    );
+    (start_with_disk(moto, dir, &role, disk_mb), port)
+}
+
+/// Sends `ROUNDS` increments of `hits` for each of `SHARDS` series (`#shard:N`), and as many
+/// to `total` (no tags), paced; waits until the agent parsed every line.
+fn send_statsd(agent: &Agent, port: u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut datagrams = 0;
+    for _ in 0..ROUNDS {
+        for first in (0..SHARDS).step_by(LINES_PER_DATAGRAM) {
+            let shards = first..(first + LINES_PER_DATAGRAM).min(SHARDS);
+            let mut text = format!("total:{}|c\n", shards.len());
+            for shard in shards {
+                text.push_str(&format!("hits:1|c|#shard:{shard}\n"));
+            }
+            while socket.send_to(text.as_bytes(), local(port)).is_err() {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            datagrams += 1;
+            if datagrams % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    let lines = (SHARDS * ROUNDS + datagrams) as f64;
+    let read = wait_until(Duration::from_secs(30), || {
+        agent.metric("cloudtail_statsd_lines_total{result=\"ok\"}") == Some(lines)
+    });
+    let m = agent.metrics();
+    assert!(read, "every line parsed: {m:?}");
+    assert_eq!(m.get("cloudtail_statsd_kernel_drops_total"), Some(0.0));
+}
+
+fn cloudwatch_down(moto: &Moto) {
+    moto.inject_faults(json!({"status": 503, "count": 100_000_000, "operation": "PutMetricData"}));
+}
+
+/// The sum of metric `name` over every `PutMetricData` call CloudWatch answered with 200.
+fn landed_sum(moto: &Moto, name: &str) -> f64 {
+    moto.requests_for("PutMetricData")
+        .iter()
+        .filter(|r| r["status"] == 200)
+        .flat_map(|r| {
+            r["body"]["MetricData"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|d| d["MetricName"] == name)
+        .map(|d| {
+            let numbers = |key: &str| -> Vec<f64> {
+                d[key]
+                    .as_array()
+                    .map_or_else(Vec::new, |a| a.iter().filter_map(Value::as_f64).collect())
+            };
+            let (values, counts) = (numbers("Values"), numbers("Counts"));
+            let listed: f64 = values.iter().zip(&counts).map(|(v, c)| v * c).sum();
+            listed + d["StatisticValues"]["Sum"].as_f64().unwrap_or(0.0)
+        })
+        .sum()
+}
+
+/// The sum CloudWatch reports for `name` (no dimensions) over the last hour.
+async fn statistics_sum(moto: &Moto, name: &str) -> f64 {
+    let now = now_secs() as i64;
+    support::cloudwatch_client(&moto.endpoint())
+        .get_metric_statistics()
+        .namespace("Spill/StatsD")
+        .metric_name(name)
+        .start_time(aws_smithy_types::DateTime::from_secs(now - 3600))
+        .end_time(aws_smithy_types::DateTime::from_secs(now + 600))
+        .period(3600)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .send()
+        .await
+        .map(|out| out.datapoints().iter().filter_map(|p| p.sum()).sum())
+        .unwrap_or(0.0)
+}
+
+fn metric_drops(agent: &Agent, reason: &str) -> f64 {
+    agent
+        .metric(&format!(
+            "cloudtail_metrics_datums_dropped_total{{reason=\"{reason}\"}}"
+        ))
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statsd_aggregates_spill_while_cloudwatch_is_down_and_sum_exactly_after_a_restart() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let moto = Moto::start();
+    cloudwatch_down(&moto);
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut agent, port) = start_statsd(&moto, dir.path(), 64);
+    send_statsd(&agent, port);
+    // The pipeline closes its window within 10 s: the calls the budget cannot hold spill.
+    let series = "cloudtail_spill_written_total{spill=\"metrics\"}";
+    let spilled = wait_until(Duration::from_secs(30), || {
+        agent.metric(series).unwrap_or(0.0) > 0.0
+    });
+    assert!(
+        spilled,
+        "the budget was full and the spill took the rest: {:?}",
+        agent.metrics()
+    );
+    assert_eq!(metric_drops(&agent, "budget"), 0.0, "{:?}", agent.metrics());
+    assert_eq!(metric_drops(&agent, "expired"), 0.0);
+
+    // SIGTERM while CloudWatch is still down: what is in flight or queued at the deadline
+    // goes to the spill too.
+    agent.sigterm();
+    assert!(
+        agent.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        agent.logs()
+    );
+    assert!(
+        !agent.logs().contains("Gave up sending metric datums"),
+        "{}",
+        agent.logs()
+    );
+
+    moto.inject_faults(json!({"clear": true}));
+    let (restarted, _) = start_statsd(&moto, dir.path(), 64);
+    let expected = (SHARDS * ROUNDS) as f64;
+    let landed = wait_until(Duration::from_secs(120), || {
+        landed_sum(&moto, "hits") >= expected && landed_sum(&moto, "total") >= expected
+    });
+    assert!(
+        landed,
+        "hits {} and total {} of {expected} landed: {:?}\n{}",
+        landed_sum(&moto, "hits"),
+        landed_sum(&moto, "total"),
+        restarted.metrics(),
+        restarted.logs()
+    );
+    let drained = wait_until(Duration::from_secs(10), || {
+        restarted.metric("cloudtail_spill_bytes{spill=\"metrics\"}") == Some(0.0)
+    });
+    assert!(
+        drained,
+        "replayed files are deleted: {:?}",
+        restarted.metrics()
+    );
+    assert_eq!(landed_sum(&moto, "hits"), expected, "no call sent twice");
+    assert_eq!(statistics_sum(&moto, "total").await, expected);
+    assert_eq!(
+        restarted.metric("cloudtail_spill_corrupt_total{spill=\"metrics\"}"),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_disk_spill_statsd_aggregates_the_budget_cannot_hold_are_dropped_and_counted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let moto = Moto::start();
+    cloudwatch_down(&moto);
+    let dir = tempfile::tempdir().expect("dir");
+    let (agent, port) = start_statsd(&moto, dir.path(), 0);
+    send_statsd(&agent, port);
+    let dropped = wait_until(Duration::from_secs(30), || {
+        metric_drops(&agent, "budget") > 0.0
+    });
+    let m = agent.metrics();
+    assert!(
+        dropped,
+        "the oldest queued calls made room and were counted: {m:?}"
+    );
+    assert_eq!(
+        m.get("cloudtail_spill_written_total{spill=\"metrics\"}"),
+        None
+    );
+    assert!(!spill_dir(dir.path()).join("metrics").exists());
 }

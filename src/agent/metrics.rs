@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::listeners::{bind_udp, EmfParts, Listeners};
 use super::{bind_tcp, RunError, Wiring};
 use crate::aws::AwsContext;
 use crate::config::{Config, EmfMode};
@@ -15,12 +16,10 @@ use crate::pipeline::spill::{self, Spill};
 use crate::pipeline::{LogEvent, MetricDatum};
 use crate::placeholders::Placeholders;
 use crate::sinks::cloudwatch_metrics::CloudWatchMetricsSink;
-use crate::sources::{emf, host, statsd, udp};
+use crate::sources::{emf, host};
 
 /// Room in the hand-off from the metric sources to the aggregator.
 const METRIC_CHANNEL: usize = 4096;
-/// Kernel receive buffer asked for the EMF and StatsD UDP sockets.
-const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
 
 /// True when the config turns on any metric source (metric filters included).
 pub(super) fn enabled(config: &Config) -> bool {
@@ -38,12 +37,26 @@ pub(super) fn has_filters(config: &Config) -> bool {
         .is_some_and(|l| l.files.iter().any(|f| !f.metric_filters.is_empty()))
 }
 
-/// Starts the metrics pipeline and its sink; the returned sender feeds it.
-pub(super) fn start_pipeline(aws: &AwsContext, wiring: &Wiring) -> mpsc::Sender<MetricDatum> {
+/// Starts the metrics pipeline and its sink, and the replay of `spill` (when StatsD runs with
+/// a disk spill); the returned sender feeds the pipeline.
+pub(super) fn start_pipeline(
+    aws: &AwsContext,
+    wiring: &Wiring,
+    spill: Option<Arc<Spill>>,
+) -> mpsc::Sender<MetricDatum> {
     let (tx, rx) = mpsc::channel::<MetricDatum>(METRIC_CHANNEL);
     let client = aws_sdk_cloudwatch::Client::new(&aws.sdk);
-    let sink = CloudWatchMetricsSink::new(client, wiring.abort.clone());
-    let settings = MetricsSettings::new(wiring.budget_for(Pipeline::Metrics));
+    let sink = CloudWatchMetricsSink::new(client, wiring.abort.clone()).with_spill(spill.clone());
+    let budget = wiring.budget_for(Pipeline::Metrics);
+    if let Some(spill) = &spill {
+        let token = wiring.token.child_token();
+        let replay = metrics::replay(Arc::clone(spill), budget.clone(), sink.clone(), token);
+        wiring.tracker.spawn(replay);
+    }
+    let settings = MetricsSettings {
+        spill,
+        ..MetricsSettings::new(budget)
+    };
     wiring.tracker.spawn(metrics::run(rx, sink, settings));
     tx
 }
@@ -54,15 +67,17 @@ pub(super) fn needs_logs(config: &Config) -> bool {
 }
 
 /// Binds every metric source the config names and starts it, feeding `tx` (from
-/// [`start_pipeline`]); `tx` is dropped when no source needs it.
+/// [`start_pipeline`]); `tx` is dropped when no source needs it. Returns the socket sources a
+/// reload may restart.
 pub(super) async fn start(
     config: &Config,
     wiring: &Wiring,
     log_tx: Option<mpsc::Sender<LogEvent>>,
     tx: mpsc::Sender<MetricDatum>,
     emf_spill: Option<Arc<Spill>>,
-) -> Result<(), RunError> {
+) -> Result<Listeners, RunError> {
     let placeholders = Placeholders::discover(config.aws.local_mode).await;
+    let mut listeners = Listeners::default();
     if let Some(emf_config) = &config.emf {
         let listener = bind_tcp(
             emf_config.tcp_address,
@@ -75,36 +90,22 @@ pub(super) async fn start(
             "the EMF UDP listener",
             "[emf] udp_address",
         )?;
-        let settings = emf::EmfSettings::from_config(emf_config, &placeholders);
         let outputs = emf::EmfOutputs {
             logs: log_tx,
             metrics: Some(tx.clone()),
         };
-        let (budget, token) = (
-            wiring.budget_for(Pipeline::Metrics),
-            wiring.token.child_token(),
-        );
-        let tcp = emf::run_tcp(
-            listener,
-            settings.clone(),
-            budget.clone(),
-            outputs.clone(),
-            token,
-        );
-        wiring.tracker.spawn(tcp);
+        let budget = wiring.budget_for(Pipeline::Metrics);
         let spill = emf_spill.filter(|_| outputs.logs.is_some());
         if let (Some(spill), Some(log_tx)) = (&spill, &outputs.logs) {
             replay_emf(wiring, Arc::clone(spill), budget.clone(), log_tx.clone());
         }
-        let udp = emf::run_udp(
-            socket,
-            settings,
+        let parts = EmfParts {
+            settings: emf::EmfSettings::from_config(emf_config, &placeholders),
             budget,
             outputs,
             spill,
-            wiring.token.child_token(),
-        );
-        wiring.tracker.spawn(udp);
+        };
+        listeners.start_emf(emf_config, listener, socket, parts, wiring);
     }
     if let Some(statsd_config) = &config.statsd {
         let socket = bind_udp(
@@ -112,9 +113,7 @@ pub(super) async fn start(
             "the StatsD listener",
             "[statsd] address",
         )?;
-        let settings = statsd::StatsdSettings::from_config(statsd_config);
-        let task = statsd::run(socket, settings, tx.clone(), wiring.token.child_token());
-        wiring.tracker.spawn(task);
+        listeners.start_statsd(statsd_config, socket, &tx, wiring);
     }
     if let Some(host_config) = &config.host_metrics {
         let settings = host::HostSettings::from_config(host_config, &placeholders);
@@ -123,7 +122,7 @@ pub(super) async fn start(
             .spawn(host::run(settings, tx, wiring.token.child_token()));
     }
     tracing::info!("Metrics role started.");
-    Ok(())
+    Ok(listeners)
 }
 
 /// Sends EMF events spilled to disk back to the logs pipeline as memory frees up.
@@ -131,17 +130,4 @@ fn replay_emf(wiring: &Wiring, spill: Arc<Spill>, budget: Budget, log_tx: mpsc::
     let token = wiring.token.child_token();
     let task = spill::replay(spill, budget, log_tx, emf::spilled::decode, token);
     wiring.tracker.spawn(task);
-}
-
-fn bind_udp(
-    address: std::net::SocketAddr,
-    what: &'static str,
-    flag: &'static str,
-) -> Result<tokio::net::UdpSocket, RunError> {
-    udp::bind(address, RECEIVE_BUFFER_BYTES).map_err(|source| RunError::Bind {
-        what,
-        address,
-        flag,
-        source,
-    })
 }

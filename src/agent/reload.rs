@@ -4,13 +4,15 @@
 //! What changes live is the `[[logs.files]]` list: files an unchanged entry matches keep their
 //! tailer, open handle and offset; the tailers of changed or removed entries stop after the
 //! last event they handed on and their files are picked up by the new entries from there, so
-//! a reload neither loses nor repeats a line. Listening sockets, AWS settings, the budget and
-//! the pipelines are kept as they are: a change there is named in a warning and takes effect
-//! at the next start. A config that does not load is rejected before it gets here, with the
-//! running one untouched.
+//! a reload neither loses nor repeats a line. A changed `[statsd]` table, or a changed EMF
+//! address, restarts that source alone (`agent/listeners.rs`); the other sources keep their
+//! sockets. AWS settings, the budget, the pipelines and the other sources are kept as they
+//! are: a change there is named in a warning and takes effect at the next start. A config that
+//! does not load is rejected before it gets here, with the running one untouched.
 
 use tokio::sync::mpsc;
 
+use super::listeners::{emf_needs_restart, Listeners};
 use super::Wiring;
 use crate::config::{Config, LogFileConfig};
 use crate::sinks::cloudwatch_logs::prepare_groups;
@@ -30,12 +32,18 @@ pub(super) struct FilesReload {
 pub(super) struct Reloader {
     running: Config,
     files: Option<FilesReload>,
+    listeners: Listeners,
 }
 
 impl Reloader {
-    /// `running`: the config the agent started with; `files`: set when log files are tailed.
-    pub(super) fn new(running: Config, files: Option<FilesReload>) -> Self {
-        Reloader { running, files }
+    /// `running`: the config the agent started with; `files`: set when log files are tailed;
+    /// `listeners`: the socket sources that may restart.
+    pub(super) fn new(running: Config, files: Option<FilesReload>, listeners: Listeners) -> Self {
+        Reloader {
+            running,
+            files,
+            listeners,
+        }
     }
 
     /// Applies what can change of `new` and names what cannot.
@@ -54,6 +62,8 @@ impl Reloader {
             }
             _ => {}
         }
+        self.listeners.reload_statsd(new.statsd.as_ref(), wiring);
+        self.listeners.reload_emf(new.emf.as_ref(), wiring);
         if deferred.is_empty() {
             tracing::info!("Configuration reloaded.");
         } else {
@@ -109,8 +119,14 @@ fn deferred_changes(running: &Config, new: &Config) -> Vec<&'static str> {
         running.agent != new.agent,
         "[agent] (or -l, -f, --telemetry-address)",
     );
-    check(running.emf != new.emf, "[emf]");
-    check(running.statsd != new.statsd, "[statsd]");
+    check(
+        running.statsd.is_some() != new.statsd.is_some(),
+        "[statsd] added or removed",
+    );
+    check(
+        emf_needs_restart(running.emf.as_ref(), new.emf.as_ref()),
+        "[emf] added or removed, or settings other than its addresses",
+    );
     check(running.host_metrics != new.host_metrics, "[host_metrics]");
     match (&running.logs, &new.logs) {
         (Some(old), Some(new)) => {
@@ -159,7 +175,17 @@ mod tests {
         let flush = BASE.replace("state_dir", "flush_interval = \"2s\"\nstate_dir");
         assert_eq!(
             deferred_changes(&config(BASE), &config(&statsd)),
-            ["[statsd]"]
+            ["[statsd] added or removed"]
+        );
+        let moved = statsd.replace("8125", "8126");
+        assert!(deferred_changes(&config(&statsd), &config(&moved)).is_empty());
+        let emf = format!("{BASE}[emf]\ntcp_address = \"127.0.0.1:25888\"\n");
+        let emf_moved = emf.replace("25888", "25999");
+        assert!(deferred_changes(&config(&emf), &config(&emf_moved)).is_empty());
+        let emf_mode = format!("{emf}mode = \"metrics\"\n");
+        assert_eq!(
+            deferred_changes(&config(&emf), &config(&emf_mode)),
+            ["[emf] added or removed, or settings other than its addresses"]
         );
         assert_eq!(
             deferred_changes(&config(BASE), &config(&flush)),

@@ -1,4 +1,5 @@
-//! The disk spills of the datagram pipelines (X-Ray segments, EMF over UDP): opened at start
+//! The disk spills of the datagram pipelines (X-Ray segments, EMF over UDP, and the metrics
+//! pipeline's calls when StatsD runs, since its aggregates come from datagrams): opened at start
 //! when `[buffer] disk_mb` is set, under `<spill_dir>/<name>`, sharing the cap equally; and
 //! their counters for `/metrics`. The spills themselves live in `pipeline/spill.rs`.
 
@@ -12,7 +13,7 @@ use crate::pipeline::spill::{Spill, SpillCounters};
 use crate::telemetry::Reading;
 
 /// Each spill's series, `spill` label included (readings' names are static).
-const SERIES: [[&str; 5]; 2] = [
+const SERIES: [[&str; 5]; 3] = [
     [
         "cloudtail_spill_written_total{spill=\"traces\"}",
         "cloudtail_spill_replayed_total{spill=\"traces\"}",
@@ -27,6 +28,13 @@ const SERIES: [[&str; 5]; 2] = [
         "cloudtail_spill_corrupt_total{spill=\"emf\"}",
         "cloudtail_spill_bytes{spill=\"emf\"}",
     ],
+    [
+        "cloudtail_spill_written_total{spill=\"metrics\"}",
+        "cloudtail_spill_replayed_total{spill=\"metrics\"}",
+        "cloudtail_spill_dropped_total{spill=\"metrics\"}",
+        "cloudtail_spill_corrupt_total{spill=\"metrics\"}",
+        "cloudtail_spill_bytes{spill=\"metrics\"}",
+    ],
 ];
 
 /// The spills that run.
@@ -36,12 +44,18 @@ pub(super) struct Spills {
     pub traces: Option<Arc<Spill>>,
     /// EMF events received over UDP.
     pub emf: Option<Arc<Spill>>,
+    /// `PutMetricData` calls (opened when StatsD runs).
+    pub metrics: Option<Arc<Spill>>,
 }
 
 impl Spills {
     /// Opens a spill for each datagram source that runs, when `disk_mb` is set.
     pub(super) fn open(config: &Config) -> Result<Spills, RunError> {
-        let wanted = [config.xray.is_some(), config.emf.is_some()];
+        let wanted = [
+            config.xray.is_some(),
+            config.emf.is_some(),
+            config.statsd.is_some(),
+        ];
         let count = wanted.iter().filter(|w| **w).count() as u64;
         if config.buffer.disk_mb == 0 || count == 0 {
             return Ok(Spills::default());
@@ -52,12 +66,13 @@ impl Spills {
         Ok(Spills {
             traces: open("traces", wanted[0])?,
             emf: open("emf", wanted[1])?,
+            metrics: open("metrics", wanted[2])?,
         })
     }
 
     /// Their counters, read at scrape time.
-    pub(super) fn counters(&self) -> [Option<Arc<SpillCounters>>; 2] {
-        [&self.traces, &self.emf].map(|s| s.as_ref().map(|s| s.counters()))
+    pub(super) fn counters(&self) -> [Option<Arc<SpillCounters>>; 3] {
+        [&self.traces, &self.emf, &self.metrics].map(|s| s.as_ref().map(|s| s.counters()))
     }
 }
 
@@ -78,7 +93,7 @@ fn open_one(config: &Config, name: &str, cap: u64) -> Result<Arc<Spill>, RunErro
 }
 
 /// Every spill's counters, each series' readings adjacent.
-pub(super) fn readings(spills: &[Option<Arc<SpillCounters>>; 2]) -> Vec<Reading> {
+pub(super) fn readings(spills: &[Option<Arc<SpillCounters>>; 3]) -> Vec<Reading> {
     let mut out = Vec::new();
     for metric in 0..5 {
         for (series, counters) in SERIES.iter().zip(spills) {

@@ -6,7 +6,10 @@
 //! sender slots free up, oldest first. Each queued call holds budget for its estimated size.
 //! When AWS stays down the queue grows until the budget is needed: then the oldest queued
 //! calls are dropped first and counted (`reason="budget"`): recent metrics matter more than
-//! old ones. This task never waits on a sender, and never drops a datum without counting it.
+//! old ones. With a disk spill (`settings.spill`), a call that finds no budget is written to
+//! the spill instead, and so is every later call until [`replay`] caught up, so the spill is
+//! sent in order and gets the memory first when AWS is back. This task never waits on a
+//! sender, and never drops a datum without counting it.
 //! When the datum channel closes it drains the aggregator, dispatches every queued call and
 //! returns once all sends finished: that is the shutdown flush.
 
@@ -18,11 +21,15 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
+use tokio_util::sync::CancellationToken;
+
 use super::budget::{Budget, Permit};
+use super::spill::{self, Spill};
 use super::{MetricDatum, Sink};
 use crate::telemetry::{self, DropReason};
 
 pub mod aggregate;
+pub mod spilled;
 
 use super::now_ms;
 use aggregate::{batch_bytes, batches, check, Aggregator};
@@ -45,6 +52,8 @@ pub struct MetricsSettings {
     pub budget: Budget,
     /// The aggregator is drained early when it holds about this many bytes.
     pub max_pending_bytes: usize,
+    /// Where calls that find no budget go instead of pushing out the oldest queued ones.
+    pub spill: Option<Arc<Spill>>,
 }
 
 impl MetricsSettings {
@@ -55,6 +64,7 @@ impl MetricsSettings {
             concurrency: DEFAULT_CONCURRENCY,
             budget,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            spill: None,
         }
     }
 }
@@ -89,17 +99,17 @@ pub async fn run<S: Sink<MetricDatum>>(
             received = rx.recv_many(&mut burst, RECV_BURST), if open => {
                 if received == 0 {
                     open = false;
-                    close_window(&mut aggregator, &mut ready, &settings.budget);
+                    close_window(&mut aggregator, &mut ready, &settings);
                 }
                 for datum in burst.drain(..) {
                     accept(&mut aggregator, datum);
                     if aggregator.pending_bytes() >= settings.max_pending_bytes {
-                        close_window(&mut aggregator, &mut ready, &settings.budget);
+                        close_window(&mut aggregator, &mut ready, &settings);
                     }
                 }
             }
             _ = ticker.tick(), if open => {
-                close_window(&mut aggregator, &mut ready, &settings.budget);
+                close_window(&mut aggregator, &mut ready, &settings);
             }
             slot = Arc::clone(&slots).acquire_owned(), if !ready.is_empty() => {
                 if let (Ok(slot), Some(queued)) = (slot, ready.pop_front()) {
@@ -122,14 +132,51 @@ fn accept(aggregator: &mut Aggregator, datum: MetricDatum) {
 
 /// Drains the aggregator into queued calls, making room in the budget by dropping the oldest
 /// queued calls when needed.
-fn close_window(aggregator: &mut Aggregator, ready: &mut VecDeque<Queued>, budget: &Budget) {
+fn close_window(
+    aggregator: &mut Aggregator,
+    ready: &mut VecDeque<Queued>,
+    settings: &MetricsSettings,
+) {
     if aggregator.is_empty() {
         return;
     }
     for batch in batches(aggregator.drain()) {
-        if let Some(queued) = admit(batch, ready, budget) {
+        let batch = match &settings.spill {
+            Some(spill) => match spill_or_queue(batch, spill, &settings.budget) {
+                Ok(queued) => {
+                    ready.push_back(queued);
+                    continue;
+                }
+                Err(None) => continue,
+                Err(Some(batch)) => batch,
+            },
+            None => batch,
+        };
+        if let Some(queued) = admit(batch, ready, &settings.budget) {
             ready.push_back(queued);
         }
+    }
+}
+
+/// Queues `batch` if the spill is caught up and budget is free; else writes it to the spill
+/// (`Err(None)`). `Err(Some(batch))` when the spill could not take it either.
+fn spill_or_queue(
+    batch: Vec<MetricDatum>,
+    spill: &Spill,
+    budget: &Budget,
+) -> Result<Queued, Option<Vec<MetricDatum>>> {
+    if !spill.is_backlogged() {
+        if let Some(permit) = budget.try_acquire(batch_bytes(&batch)) {
+            return Ok(Queued {
+                batch,
+                _permit: permit,
+            });
+        }
+    }
+    if spill.append(&spilled::encode(&batch)) {
+        Err(None)
+    } else {
+        Err(Some(batch))
     }
 }
 
@@ -171,6 +218,26 @@ fn dispatch<S: Sink<MetricDatum>>(
     });
 }
 
+/// Sends calls spilled to disk again, oldest first, one at a time, as budget frees up, until
+/// `token` is cancelled. A call that fails again goes back to the spill (the sink's doing).
+pub async fn replay<S: Sink<MetricDatum>>(
+    spill: Arc<Spill>,
+    budget: Budget,
+    sink: S,
+    token: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::channel::<(Vec<MetricDatum>, Permit)>(1);
+    let make = |payload: Vec<u8>, permit| spilled::decode(&payload).map(|batch| (batch, permit));
+    let reader = spill::replay(spill, budget, tx, make, token);
+    let sender = async move {
+        while let Some((batch, permit)) = rx.recv().await {
+            sink.send(batch).await;
+            drop(permit);
+        }
+    };
+    tokio::join!(reader, sender);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +275,7 @@ mod tests {
             concurrency: 2,
             budget: budget.clone(),
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            spill: None,
         }
     }
 
@@ -281,5 +349,69 @@ mod tests {
         assert!(dropped >= 3, "{dropped}");
         assert!(budget.in_use_bytes() <= budget.total_bytes());
         task.abort();
+    }
+
+    /// Sum of the counts of every datum named `name` in `batches`.
+    fn total(batches: &[Vec<MetricDatum>]) -> f64 {
+        batches
+            .iter()
+            .flatten()
+            .map(|d| match &d.value {
+                MetricValue::Values { values, counts } => {
+                    values.iter().zip(counts).map(|(v, c)| v * c).sum()
+                }
+                MetricValue::Statistics(s) => s.sum,
+            })
+            .sum()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_spill_calls_without_budget_go_to_disk_and_replay_in_full() {
+        let dir = tempfile::tempdir().expect("dir");
+        let spill = Arc::new(Spill::open(dir.path(), 64 << 20).expect("spill"));
+        let budget = Budget::new(3 * 300 + 3 * 64);
+        let mut settings = settings(&budget);
+        settings.spill = Some(Arc::clone(&spill));
+        let (tx, rx) = mpsc::channel(100);
+        let task = tokio::spawn(run(rx, Stuck, settings));
+        for i in 0..20 {
+            tx.send(datum(format!("m{i:02}"), 2.0)).await.expect("send");
+            tokio::time::sleep(Duration::from_secs(11)).await;
+        }
+        let written = spill
+            .counters()
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(written >= 10, "{written}");
+        // Every call is either on disk or holding budget (in flight or queued): none dropped.
+        let call_bytes = batch_bytes(&[datum("m00".into(), 2.0)]);
+        let held = (budget.in_use_bytes() / call_bytes) as u64;
+        assert_eq!(
+            written + held,
+            20,
+            "nothing dropped while the spill has room"
+        );
+        task.abort();
+
+        // AWS back: the replay sends every spilled call, in the order written.
+        let sink = Recorder::default();
+        let token = CancellationToken::new();
+        let replayer = tokio::spawn(replay(
+            Arc::clone(&spill),
+            budget.clone(),
+            sink.clone(),
+            token.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        token.cancel();
+        replayer.await.expect("replay");
+        let batches = sink.0.lock().expect("lock").clone();
+        assert_eq!(batches.len() as u64, written);
+        assert_eq!(total(&batches), 2.0 * written as f64);
+        let names: Vec<&str> = batches.iter().flatten().map(|d| d.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_by_key(|n| n[1..].parse::<u32>().unwrap_or(0));
+        assert_eq!(names, sorted, "replayed in order");
+        assert!(!spill.is_backlogged());
     }
 }

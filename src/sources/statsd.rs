@@ -8,6 +8,7 @@
 //! cannot queue is lost, and counted from `SO_RXQ_OVFL`. On cancellation the interval so far is
 //! flushed, so a shutdown loses no aggregated data. This source never touches AWS.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,9 +48,10 @@ impl StatsdSettings {
 }
 
 /// Reads datagrams until `token` is cancelled, handing the datums of each interval to `tx`;
-/// flushes the last interval before returning.
+/// flushes the last interval before returning. `socket` may be shared (`Arc`), so a reload
+/// that changes the settings but not the address hands the same socket to the next run.
 pub async fn run(
-    socket: UdpSocket,
+    socket: impl Borrow<UdpSocket>,
     settings: StatsdSettings,
     tx: mpsc::Sender<MetricDatum>,
     token: CancellationToken,
@@ -63,7 +65,7 @@ pub async fn run(
         tokio::select! {
             _ = token.cancelled() => break,
             _ = ticker.tick() => flush(&mut aggregator, &settings, &tx).await,
-            received = receiver.recv(&socket) => match received {
+            received = receiver.recv(socket.borrow()) => match received {
                 Ok(count) => {
                     for i in 0..count {
                         add_datagram(&mut aggregator, receiver.datagram(i));

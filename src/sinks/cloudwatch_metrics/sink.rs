@@ -6,9 +6,13 @@
 //! (throttling, 5xx, timeouts, connection errors) for at most `retry_max_duration`, and not
 //! past the shutdown deadline (`abort`); its budget is held meanwhile, so a long outage fills
 //! the budget and the pipeline drops its oldest queued calls. A call CloudWatch refuses for
-//! good (400 InvalidParameter...) is counted as refused and logged. This sink never drops a
-//! call without counting every datum in it, and never retries on the SDK's own layer.
+//! good (400 InvalidParameter...) is counted as refused and logged. With a disk spill (StatsD
+//! running and `[buffer] disk_mb` set), a call given up on (retried too long, or still failing
+//! at the shutdown deadline) is written to the spill instead of being dropped, to be sent again
+//! when AWS is back or after a restart. This sink never drops a call without counting every
+//! datum in it, and never retries on the SDK's own layer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::types::{
@@ -18,7 +22,9 @@ use aws_sdk_cloudwatch::Client;
 use aws_smithy_types::DateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::pipeline::metrics::spilled;
 use crate::pipeline::retry::{Backoff, Retry};
+use crate::pipeline::spill::Spill;
 use crate::pipeline::{MetricDatum, MetricValue, Sink};
 use crate::sinks::classify::{classify, Verdict};
 use crate::telemetry::{self, DropReason, COUNTERS};
@@ -35,6 +41,8 @@ pub struct CloudWatchMetricsSink {
     retry_max_duration: Duration,
     /// Cancelled when the shutdown deadline passes: retries stop, what is left is counted.
     abort: CancellationToken,
+    /// Where a call given up on goes instead of being dropped.
+    spill: Option<Arc<Spill>>,
 }
 
 impl CloudWatchMetricsSink {
@@ -46,7 +54,15 @@ impl CloudWatchMetricsSink {
             backoff: Backoff::default(),
             retry_max_duration: DEFAULT_RETRY_MAX_DURATION,
             abort,
+            spill: None,
         }
+    }
+
+    /// The same sink writing the calls it gives up on to `spill` (when given) instead of
+    /// dropping them.
+    pub fn with_spill(mut self, spill: Option<Arc<Spill>>) -> Self {
+        self.spill = spill;
+        self
     }
 
     /// The same sink retrying a failing call for at most `duration`.
@@ -98,7 +114,7 @@ impl Sink<MetricDatum> for CloudWatchMetricsSink {
             let result = tokio::select! {
                 biased;
                 _ = self.abort.cancelled() => {
-                    return give_up(count, "shutdown deadline passed");
+                    return self.give_up(&batch, "shutdown deadline passed");
                 }
                 result = self.put(&namespace, data.clone()) => result,
             };
@@ -118,25 +134,39 @@ impl Sink<MetricDatum> for CloudWatchMetricsSink {
                 return telemetry::metric_datums_dropped(DropReason::Refused, count);
             }
             if started.elapsed() >= self.retry_max_duration {
-                return give_up(count, &verdict.detail);
+                return self.give_up(&batch, &verdict.detail);
             }
             tracing::debug!(attempt, error = %verdict.detail, "PutMetricData failed; retrying.");
             COUNTERS.metrics.retries.inc();
             if !self.wait(attempt).await {
-                return give_up(count, "shutdown deadline passed");
+                return self.give_up(&batch, "shutdown deadline passed");
             }
             attempt = attempt.saturating_add(1);
         }
     }
 }
 
-fn give_up(count: u64, why: &str) {
-    tracing::warn!(
-        datums = count,
-        error = why,
-        "Gave up sending metric datums."
-    );
-    telemetry::metric_datums_dropped(DropReason::Expired, count);
+impl CloudWatchMetricsSink {
+    /// Writes a call that could not be delivered to the spill, or drops and counts it.
+    fn give_up(&self, batch: &[MetricDatum], why: &str) {
+        let count = batch.len() as u64;
+        if let Some(spill) = &self.spill {
+            if spill.append(&spilled::encode(batch)) {
+                tracing::debug!(
+                    datums = count,
+                    error = why,
+                    "Metric datums spilled to disk."
+                );
+                return;
+            }
+        }
+        tracing::warn!(
+            datums = count,
+            error = why,
+            "Gave up sending metric datums."
+        );
+        telemetry::metric_datums_dropped(DropReason::Expired, count);
+    }
 }
 
 /// The SDK's datum for one of ours.

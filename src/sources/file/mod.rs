@@ -229,6 +229,8 @@ impl FileSource {
         tx: mpsc::Sender<LogEvent>,
         token: CancellationToken,
     ) {
+        let slots = tailer::read_slots_for_budget(budget.total_bytes());
+        self.read_slots = Arc::new(tokio::sync::Semaphore::new(slots));
         let metrics = self.metrics.take();
         let mut reloads = self.reloads.take();
         let entries = std::mem::take(&mut self.entries);

@@ -52,16 +52,27 @@ const SHIP_GROUP_EVENTS: usize = 256;
 /// Most bytes (as PutLogEvents counts them) queued with one budget permit.
 const SHIP_GROUP_BYTES: usize = 256 * 1024;
 
-/// Tailers that may hold a read chunk (and its decoded lines) at once. When AWS is slow,
-/// many tailers wait for budget with a chunk in hand; this caps that memory at about
-/// `READ_SLOTS` × 2 × [`READ_BYTES`] however many files are tailed. Idle tailers hold none.
+/// Tailers that may hold a read chunk (and its decoded lines) at once, at most. When AWS is
+/// slow, many tailers wait for budget with a chunk in hand; the slots cap that memory at about
+/// slots × 2 × [`READ_BYTES`] however many files are tailed. Idle tailers hold none.
 pub const READ_SLOTS: usize = 16;
 
-/// Memory an event read from a file holds beyond its message and the budget's per-item
-/// charge: its entry in the file's ack tracker and its share of the batch vectors' spare
-/// room (measured with heaptrack, 50 files draining a full budget: ≈ 350 bytes per 200-byte
-/// line in all). Charged too, so that a budget full of file events is that much memory.
-const EVENT_BOOKKEEPING_BYTES: usize = 64;
+/// Read slots for a memory budget of `budget_bytes`: chunks in hand are memory the budget does
+/// not count yet, so they get an allowance of a sixteenth of it (as the logs sink's request
+/// copies do), at least two slots and at most [`READ_SLOTS`]. A file reads through one slot at
+/// a time, so this never slows a single file; with 50 files draining a full 32 MB budget, 16
+/// slots held about 3 MB more than 4 do (peak RSS, release binary).
+pub fn read_slots_for_budget(budget_bytes: usize) -> usize {
+    (budget_bytes / 16 / (2 * READ_BYTES)).clamp(2, READ_SLOTS)
+}
+
+/// Memory an event read from a file holds beyond its message's capacity and the API's
+/// per-event overhead (also charged): the `LogEvent` itself in its batch and request vectors
+/// (80 bytes), its entry in the file's ack tracker, the allocator's rounding of the message,
+/// and its share of the vectors' spare room (measured with heaptrack, 50 files draining a full
+/// budget: ≈ 350 bytes per 200-byte line in all, so 350 − 200 − 26 ≈ 124). Charged too, so
+/// that a budget full of file events is that much memory.
+const EVENT_BOOKKEEPING_BYTES: usize = 128;
 
 /// The timings of the file source; the defaults suit production, tests shorten them.
 #[derive(Debug, Clone, Copy)]
@@ -240,7 +251,7 @@ impl Tail {
                 return ExitReason::Stopped;
             }
             // Holding a read slot from the read until the chunk's events are queued bounds
-            // the memory of tailers waiting for budget to `READ_SLOTS` chunks.
+            // the memory of tailers waiting for budget to one chunk per read slot.
             let size = self.spec.file.metadata().map(|m| m.len()).ok();
             if size.is_some_and(|size| size != self.reader.offset() && self.rewritten(size)) {
                 if !self.read_copy(sender).await {

@@ -328,8 +328,8 @@ async fn a_full_budget_pauses_reading_until_events_are_done() {
         .with_timing(fast());
     let (tx, mut rx) = mpsc::channel(64);
     let token = CancellationToken::new();
-    // Room for three events (each 1000 + 26 bytes + the per-item overhead).
-    let budget = Budget::new(3 * 1200);
+    // Room for three events (each 1000 + 26 bytes, its bookkeeping and the per-item overhead).
+    let budget = Budget::new(3 * 1250);
     let task = tokio::spawn(source.run(budget.clone(), tx, token.clone()));
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -537,4 +537,12 @@ async fn metric_filters_count_grouped_events_before_the_line_filters_and_publish
         sums.push((datum.name, s.sum));
     }
     assert_eq!(sums, [("E".to_owned(), 3.0), ("Traces".to_owned(), 2.0)]);
+}
+
+#[test]
+fn read_slots_follow_the_budget() {
+    assert_eq!(tailer::read_slots_for_budget(3 << 20), 2);
+    assert_eq!(tailer::read_slots_for_budget(32 << 20), 4);
+    assert_eq!(tailer::read_slots_for_budget(64 << 20), 8);
+    assert_eq!(tailer::read_slots_for_budget(1 << 30), tailer::READ_SLOTS);
 }
