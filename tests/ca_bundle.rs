@@ -191,19 +191,6 @@ fn an_unusable_bundle_stops_the_agent_naming_the_key() {
     }
 }
 
-/// `POST /GetSamplingRules` through the agent's TCP proxy; the status it answered.
-fn sampling_status(agent: &Agent) -> u16 {
-    support::http_request(
-        agent.tcp_addr(),
-        "POST",
-        "/GetSamplingRules",
-        &[("Content-Type", "application/json")],
-        b"{}",
-    )
-    .expect("the sampling proxy answered")
-    .status
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sampling_proxy_trusts_the_bundle_too() {
     let moto = Moto::start();
@@ -217,7 +204,7 @@ async fn the_sampling_proxy_trusts_the_bundle_too() {
 
     let mut untrusted = Agent::xray_builder_for(&endpoint).start();
     untrusted.ready();
-    let status = sampling_status(&untrusted);
+    let status = untrusted.sampling_status();
     assert!(
         status >= 500,
         "an untrusted certificate was accepted: {status}\n{}",
@@ -227,7 +214,7 @@ async fn the_sampling_proxy_trusts_the_bundle_too() {
         .env("AWS_CA_BUNDLE", &bundle)
         .start();
     trusted.ready();
-    assert_eq!(sampling_status(&trusted), 200, "{}", trusted.logs());
+    assert_eq!(trusted.sampling_status(), 200, "{}", trusted.logs());
     assert_eq!(
         moto.requests_for("GetSamplingRules").len(),
         1,

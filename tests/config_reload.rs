@@ -191,19 +191,7 @@ fn emf_line(seq: usize) -> String {
 
 /// The sum of `hits` CloudWatch reports for the last hour.
 async fn hits_sum(moto: &Moto) -> f64 {
-    let now = support::now_secs() as i64;
-    support::cloudwatch_client(&moto.endpoint())
-        .get_metric_statistics()
-        .namespace("Reload/StatsD")
-        .metric_name("hits")
-        .start_time(aws_smithy_types::DateTime::from_secs(now - 3600))
-        .end_time(aws_smithy_types::DateTime::from_secs(now + 600))
-        .period(3600)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .send()
-        .await
-        .map(|out| out.datapoints().iter().filter_map(|p| p.sum()).sum())
-        .unwrap_or(0.0)
+    support::metric_sum_last_hour(&moto.endpoint(), "Reload/StatsD", "hits").await
 }
 
 fn send_hits(port: u16, count: usize) {

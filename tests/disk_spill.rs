@@ -399,19 +399,7 @@ fn landed_sum(moto: &Moto, name: &str) -> f64 {
 
 /// The sum CloudWatch reports for `name` (no dimensions) over the last hour.
 async fn statistics_sum(moto: &Moto, name: &str) -> f64 {
-    let now = now_secs() as i64;
-    support::cloudwatch_client(&moto.endpoint())
-        .get_metric_statistics()
-        .namespace("Spill/StatsD")
-        .metric_name(name)
-        .start_time(aws_smithy_types::DateTime::from_secs(now - 3600))
-        .end_time(aws_smithy_types::DateTime::from_secs(now + 600))
-        .period(3600)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .send()
-        .await
-        .map(|out| out.datapoints().iter().filter_map(|p| p.sum()).sum())
-        .unwrap_or(0.0)
+    support::metric_sum_last_hour(&moto.endpoint(), "Spill/StatsD", name).await
 }
 
 fn metric_drops(agent: &Agent, reason: &str) -> f64 {

@@ -234,19 +234,6 @@ fn dash_p_sends_aws_calls_through_the_proxy() {
     );
 }
 
-/// `POST /GetSamplingRules` through the agent's TCP proxy; the status it answered.
-fn sampling_status(agent: &Agent) -> u16 {
-    let response = support::http_request(
-        agent.tcp_addr(),
-        "POST",
-        "/GetSamplingRules",
-        &[("Content-Type", "application/json")],
-        b"{}",
-    )
-    .expect("the sampling proxy answered");
-    response.status
-}
-
 #[test]
 fn the_sampling_proxy_follows_http_proxy_and_no_proxy() {
     let moto = Moto::start();
@@ -259,12 +246,12 @@ fn the_sampling_proxy_follows_http_proxy_and_no_proxy() {
         .env("NO_PROXY", "localhost,127.0.0.1")
         .start();
     excluded.ready();
-    assert_eq!(sampling_status(&excluded), 200, "{}", excluded.logs());
+    assert_eq!(excluded.sampling_status(), 200, "{}", excluded.logs());
     let mut proxied = Agent::xray_builder(&moto)
         .env("HTTP_PROXY", &dead_proxy)
         .start();
     proxied.ready();
-    let status = sampling_status(&proxied);
+    let status = proxied.sampling_status();
     assert!(
         status >= 500,
         "went around HTTP_PROXY: {status}\n{}",

@@ -367,6 +367,19 @@ impl Agent {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// `POST /GetSamplingRules` through the agent's TCP proxy; the status it answered.
+    pub fn sampling_status(&self) -> u16 {
+        crate::support::http_request(
+            self.tcp_addr(),
+            "POST",
+            "/GetSamplingRules",
+            &[("Content-Type", "application/json")],
+            b"{}",
+        )
+        .expect("the sampling proxy answered")
+        .status
+    }
+
     /// stdout and stderr, labelled, for assertion messages.
     pub fn logs(&self) -> String {
         format!(

@@ -51,6 +51,24 @@ pub fn cloudwatch_client(endpoint: &str) -> aws_sdk_cloudwatch::Client {
     aws_sdk_cloudwatch::Client::from_conf(config)
 }
 
+/// The sum CloudWatch reports for `namespace`/`name` (no dimensions) over the last hour, read
+/// with `GetMetricStatistics`; 0 when there is none or the call fails (callers poll).
+pub async fn metric_sum_last_hour(endpoint: &str, namespace: &str, name: &str) -> f64 {
+    let now = super::now_secs() as i64;
+    cloudwatch_client(endpoint)
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name(name)
+        .start_time(aws_smithy_types::DateTime::from_secs(now - 3600))
+        .end_time(aws_smithy_types::DateTime::from_secs(now + 600))
+        .period(3600)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .send()
+        .await
+        .map(|out| out.datapoints().iter().filter_map(|p| p.sum()).sum())
+        .unwrap_or(0.0)
+}
+
 /// A CloudWatch client as the agent builds it: the SDK's own retries off, so a test sees each
 /// injected fault once.
 pub fn cloudwatch_client_without_retries(endpoint: &str) -> aws_sdk_cloudwatch::Client {

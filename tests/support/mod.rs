@@ -33,7 +33,8 @@ pub use agent::{Agent, AgentBuilder};
 #[allow(unused_imports)]
 pub use aws::{
     batch_get_trace_documents, batch_get_traces, cloudwatch_client,
-    cloudwatch_client_without_retries, json_diff, logs_client, test_credentials, xray_client,
+    cloudwatch_client_without_retries, json_diff, logs_client, metric_sum_last_hour,
+    test_credentials, xray_client,
 };
 #[allow(unused_imports)]
 pub use http::{http_get, http_request, HttpResponse};
