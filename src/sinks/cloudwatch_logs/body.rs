@@ -14,19 +14,30 @@ use crate::sinks::json_body::{push_i64, push_string};
 /// JSON around one event, digits of its timestamp included (`{"timestamp":…,"message":""},`).
 const PER_EVENT_BYTES: usize = 48;
 
+/// The capacity a body for these events is written into without growing: the text, the
+/// JSON around it, and a sixteenth more for escapes.
+pub fn body_capacity<'a>(
+    group: &str,
+    stream: &str,
+    events: impl Iterator<Item = (i64, &'a str)>,
+) -> usize {
+    let text: usize = events
+        .map(|(_, message)| message.len() + PER_EVENT_BYTES)
+        .sum();
+    text + text / 16 + group.len() + stream.len() + 64
+}
+
 /// The JSON body of one `PutLogEvents` call for `events` (timestamp in ms, message) to
-/// `group`/`stream`.
+/// `group`/`stream`, written into `body` (cleared first; a buffer of a finished call, or a
+/// new one of [`body_capacity`]).
 pub fn put_log_events_body<'a>(
+    mut body: Vec<u8>,
     group: &str,
     stream: &str,
     events: impl Iterator<Item = (i64, &'a str)> + Clone,
 ) -> Bytes {
-    let text: usize = events
-        .clone()
-        .map(|(_, message)| message.len() + PER_EVENT_BYTES)
-        .sum();
-    // A sixteenth more for escapes, so most bodies are written without growing.
-    let mut body = Vec::with_capacity(text + text / 16 + group.len() + stream.len() + 64);
+    body.clear();
+    body.reserve(body_capacity(group, stream, events.clone()));
     body.extend_from_slice(br#"{"logGroupName":"#);
     push_string(&mut body, group);
     body.extend_from_slice(br#","logStreamName":"#);
@@ -61,6 +72,7 @@ mod tests {
 
     fn body(events: &[(i64, String)]) -> Bytes {
         put_log_events_body(
+            Vec::new(),
             "/app/g",
             "s-1",
             events.iter().map(|(t, m)| (*t, m.as_str())),
@@ -168,6 +180,21 @@ mod tests {
         assert!(bytes.len() < text + events.len() * PER_EVENT_BYTES);
     }
 
+    #[test]
+    fn a_used_buffer_gives_the_same_body_as_a_new_one() {
+        let events = tricky_events();
+        let fresh = body(&events);
+        let mut used = vec![b'#'; 3 * fresh.len()];
+        used.truncate(fresh.len() / 2);
+        let again = put_log_events_body(
+            used,
+            "/app/g",
+            "s-1",
+            events.iter().map(|(t, m)| (*t, m.as_str())),
+        );
+        assert_eq!(again, fresh);
+    }
+
     fn event() -> impl Strategy<Value = (i64, String)> {
         (any::<i64>(), any::<String>())
     }
@@ -182,7 +209,12 @@ mod tests {
                 .build()
                 .expect("a runtime");
             let sdk = runtime.block_on(sdk_body("g", "s", &events));
-            let ours = put_log_events_body("g", "s", events.iter().map(|(t, m)| (*t, m.as_str())));
+            let ours = put_log_events_body(
+                Vec::new(),
+                "g",
+                "s",
+                events.iter().map(|(t, m)| (*t, m.as_str())),
+            );
             prop_assert_eq!(value(&ours), value(&sdk));
         }
     }

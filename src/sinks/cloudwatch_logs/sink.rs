@@ -28,7 +28,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{halves, plan};
-use super::body::put_log_events_body;
+use super::body::{body_capacity, put_log_events_body};
+use super::buffers::BodyBuffers;
 use super::retention::ensure_stream;
 use super::retry::{judge, Action, Failure};
 use crate::pipeline::ack::Ack;
@@ -69,6 +70,8 @@ struct Inner {
     streams: Mutex<HashMap<Arc<Destination>, Arc<Semaphore>>>,
     /// Cancelled at the shutdown deadline: retries stop, pending acks are dropped unresolved.
     abort: CancellationToken,
+    /// Bodies of finished calls, written into again by the next ones.
+    bodies: BodyBuffers,
 }
 
 /// How one request ended.
@@ -102,6 +105,7 @@ impl CloudWatchLogsSink {
                 concurrency: concurrency.max(1),
                 streams: Mutex::new(HashMap::new()),
                 abort,
+                bodies: BodyBuffers::new(concurrency.max(1)),
             }),
             copies: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
             copies_limit: Semaphore::MAX_PERMITS,
@@ -271,11 +275,15 @@ impl CloudWatchLogsSink {
         destination: &Destination,
         request: &[LogEvent],
     ) -> Result<Option<RejectedLogEventsInfo>, Failure> {
-        let body = put_log_events_body(
-            &destination.group,
-            &destination.stream,
-            request.iter().map(|e| (e.timestamp_ms, e.message.as_str())),
-        );
+        let events = || request.iter().map(|e| (e.timestamp_ms, e.message.as_str()));
+        let group = &destination.group;
+        let stream = &destination.stream;
+        let buffer = self
+            .inner
+            .bodies
+            .take(body_capacity(group, stream, events()));
+        let body = put_log_events_body(buffer, group, stream, events());
+        let sent = body.clone();
         telemetry::logs_put_call();
         let emf = destination.emf;
         let call = self
@@ -295,7 +303,10 @@ impl CloudWatchLogsSink {
                 *http.body_mut() = SdkBody::from(body.clone());
             })
             .send();
-        match call.await {
+        let result = call.await;
+        // The SDK's copies of the body are gone with the finished call.
+        self.inner.bodies.give_back(sent);
+        match result {
             Ok(output) => Ok(output.rejected_log_events_info),
             Err(error) => Err(judge(&error)),
         }
