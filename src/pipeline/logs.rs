@@ -76,10 +76,7 @@ pub async fn run<S: Sink<LogEvent>>(
                     open = false;
                     state.close_all();
                 } else {
-                    let now = now();
-                    for event in burst.drain(..) {
-                        state.push(event, now);
-                    }
+                    state.push_all(&mut burst, now());
                 }
             }
             _ = sleep_until(deadline), if deadline.is_some() => state.close_due(now()),
@@ -188,53 +185,62 @@ impl State {
         self.deadlines.keys().next().map(|(deadline, _)| *deadline)
     }
 
-    fn push(&mut self, event: LogEvent, now: Instant) {
-        let lane = match self.lanes.get_mut(&event.destination) {
-            Some(lane) => lane,
-            None => {
-                let limits = BatchLimits {
-                    max_items: self.settings.max_batch_events.max(1),
-                    max_bytes: self.settings.max_batch_bytes,
-                    max_age: self.settings.flush_interval,
-                };
-                self.sequence += 1;
-                let lane = Lane {
-                    id: self.sequence,
+    /// Adds a burst of events. Consecutive events of one destination (a whole read of a file,
+    /// usually) look their lane up once, not once per event.
+    fn push_all(&mut self, events: &mut Vec<LogEvent>, now: Instant) {
+        let mut events = events.drain(..).peekable();
+        while let Some(first) = events.next() {
+            let destination = Arc::clone(&first.destination);
+            let run = std::iter::once(first).chain(std::iter::from_fn(|| {
+                events.next_if(|e| Arc::ptr_eq(&e.destination, &destination))
+            }));
+            self.push_run(&destination, run, now);
+        }
+    }
+
+    /// Adds events of one destination; queues the batches they close.
+    fn push_run(
+        &mut self,
+        destination: &Arc<Destination>,
+        events: impl Iterator<Item = LogEvent>,
+        now: Instant,
+    ) {
+        let lane = self.lane(destination);
+        let mut closed = Vec::new();
+        for event in events {
+            let size = event.api_size();
+            closed.extend(lane.batcher.push(event, size, now));
+            if lane.batcher.is_full() {
+                closed.extend(lane.batcher.take());
+            }
+        }
+        for batch in closed {
+            self.enqueue(destination, batch);
+        }
+        self.sync_deadline(destination);
+    }
+
+    /// The lane of `destination`, made when it has none.
+    fn lane(&mut self, destination: &Arc<Destination>) -> &mut Lane {
+        let limits = BatchLimits {
+            max_items: self.settings.max_batch_events.max(1),
+            max_bytes: self.settings.max_batch_bytes,
+            max_age: self.settings.flush_interval,
+        };
+        let sequence = &mut self.sequence;
+        self.lanes
+            .entry(Arc::clone(destination))
+            .or_insert_with(|| {
+                *sequence += 1;
+                Lane {
+                    id: *sequence,
                     batcher: Batcher::new(limits),
                     deadline: None,
                     ready: VecDeque::new(),
                     in_flight: 0,
                     listed: None,
-                };
-                self.lanes
-                    .entry(Arc::clone(&event.destination))
-                    .or_insert(lane)
-            }
-        };
-        let opened = lane.batcher.is_empty();
-        let size = event.api_size();
-        // Only kept when a batch opens or closes: the deadline moves only then.
-        let destination = opened.then(|| Arc::clone(&event.destination));
-        let closed = lane.batcher.push(event, size, now);
-        let full = if lane.batcher.is_full() {
-            lane.batcher.take()
-        } else {
-            None
-        };
-        if closed.is_none() && full.is_none() && destination.is_none() {
-            return;
-        }
-        let destination = match destination {
-            Some(destination) => destination,
-            None => match closed.iter().chain(&full).find_map(|batch| batch.first()) {
-                Some(event) => Arc::clone(&event.destination),
-                None => return,
-            },
-        };
-        for batch in closed.into_iter().chain(full) {
-            self.enqueue(&destination, batch);
-        }
-        self.sync_deadline(&destination);
+                }
+            })
     }
 
     /// Closes every batch whose deadline is `now` or past.

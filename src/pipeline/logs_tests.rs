@@ -325,13 +325,55 @@ async fn shutdown_flush_waits_for_every_send_and_ack() {
 }
 
 #[test]
+fn a_burst_of_mixed_destinations_keeps_each_lane_in_order() {
+    let budget = Budget::new(1 << 20);
+    let mut state = State::new(settings());
+    let t0 = Instant::now();
+    let a = destination("a");
+    let b = destination("b");
+    // Equal to `a` but another allocation, as two files writing to one stream have.
+    let a_again = destination("a");
+    let order = [
+        (&a, "1"),
+        (&a, "2"),
+        (&b, "x"),
+        (&a_again, "3"),
+        (&a, "4"),
+        (&b, "y"),
+    ];
+    let mut burst: Vec<LogEvent> = order
+        .iter()
+        .map(|(to, m)| event(&budget, to, (*m).into(), Ack::none()))
+        .collect();
+    state.push_all(&mut burst, t0);
+    assert!(burst.is_empty());
+    state.close_due(t0 + Duration::from_secs(1));
+    let mut sent = Vec::new();
+    while let Some((to, batch)) = state.next_ready() {
+        let messages: Vec<String> = batch.iter().map(|e| e.message.to_string()).collect();
+        sent.push((to.stream.clone(), messages));
+    }
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec![
+            (
+                "a".to_string(),
+                vec!["1".into(), "2".into(), "3".into(), "4".into()]
+            ),
+            ("b".to_string(), vec!["x".into(), "y".into()]),
+        ]
+    );
+}
+
+#[test]
 fn lanes_are_forgotten_once_idle() {
     let budget = Budget::new(1 << 20);
     let mut state = State::new(settings());
     let t0 = Instant::now();
     for stream in ["a", "b"] {
         let to = destination(stream);
-        state.push(event(&budget, &to, "m".into(), Ack::none()), t0);
+        state.push_all(&mut vec![event(&budget, &to, "m".into(), Ack::none())], t0);
     }
     assert_eq!(state.next_deadline(), Some(t0 + Duration::from_secs(1)));
     state.close_due(t0 + Duration::from_secs(1));

@@ -67,10 +67,10 @@ impl Hash for Destination {
     fn hash<H: Hasher>(&self, state: &mut H) {
         fn tail(name: &str) -> u64 {
             let bytes = name.as_bytes();
-            let mut word = [0u8; 8];
-            let start = bytes.len().saturating_sub(8);
-            word[..bytes.len() - start].copy_from_slice(&bytes[start..]);
-            u64::from_le_bytes(word)
+            match bytes.last_chunk::<8>() {
+                Some(word) => u64::from_le_bytes(*word),
+                None => bytes.iter().fold(0, |h, b| h << 8 | u64::from(*b)),
+            }
         }
         state.write_u64(tail(&self.group) ^ (self.group.len() as u64).rotate_left(32));
         state.write_u64(tail(&self.stream) ^ (self.stream.len() as u64).rotate_left(32));
