@@ -78,7 +78,7 @@ async fn main() {
         let event = LogEvent {
             // Shuffled within a few seconds: the sort has work to do.
             timestamp_ms: base + ((n * 7919) % 5000) as i64,
-            message: message.clone(),
+            message: message.clone().into(),
             destination: Arc::clone(&to[n % destinations]),
             ack: Ack::none(),
             permit,

@@ -313,7 +313,7 @@ async fn concurrent_batches_to_a_new_stream_race_to_create_it() {
     for n in 0..4u64 {
         let event = LogEvent {
             timestamp_ms: now_ms(),
-            message: format!("m{n}"),
+            message: format!("m{n}").into(),
             destination: Arc::clone(&to),
             ack: tracker.register(n + 1),
             permit: budget.try_acquire(2).expect("budget"),
@@ -365,7 +365,7 @@ async fn pipeline_and_sink_ship_every_event_of_several_streams() {
             // Shuffled over 30 hours: every batch needs sorting and a cut at 24 hours.
             timestamp_ms: base + ((n as i64 * 7919) % 30_000) * (HOUR_MS / 1000),
             permit: budget.acquire(message.len()).await.expect("budget"),
-            message,
+            message: message.into(),
             destination: Arc::clone(&streams[(n % 3) as usize]),
             ack: tracker.register(n + 1),
         };

@@ -76,7 +76,7 @@ async fn calls_per_stream_never_exceed_the_concurrency() {
         offset += 1;
         let event = LogEvent {
             timestamp_ms: now_ms(),
-            message: format!("m{n}"),
+            message: format!("m{n}").into(),
             destination: to,
             ack: tracker.register(offset),
             permit: budget.try_acquire(2).expect("budget"),

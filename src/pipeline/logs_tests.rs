@@ -43,7 +43,7 @@ impl Recorder {
 impl Sink<LogEvent> for Recorder {
     async fn send(&self, batch: Vec<LogEvent>) {
         let stream = batch[0].destination.stream.clone();
-        let messages: Vec<String> = batch.iter().map(|e| e.message.clone()).collect();
+        let messages: Vec<String> = batch.iter().map(|e| e.message.to_string()).collect();
         assert!(
             batch.iter().all(|e| e.destination.stream == stream),
             "a batch mixes destinations"
@@ -89,7 +89,7 @@ fn event(budget: &Budget, to: &Arc<Destination>, message: String, ack: Ack) -> L
     let permit = budget.try_acquire(message.len()).expect("budget");
     LogEvent {
         timestamp_ms: 1,
-        message,
+        message: message.into(),
         destination: Arc::clone(to),
         ack,
         permit,

@@ -12,12 +12,14 @@ pub mod ack;
 pub mod batch;
 pub mod budget;
 pub mod logs;
+pub mod message;
 pub mod metrics;
 pub mod retry;
 pub mod spill;
 pub mod traces;
 pub mod unit;
 
+pub use message::Message;
 pub use unit::Unit;
 
 use std::sync::Arc;
@@ -84,7 +86,7 @@ pub struct LogEvent {
     /// Event time, milliseconds since the epoch.
     pub timestamp_ms: i64,
     /// The message, at most 1 MB minus overhead (the source splits or truncates longer ones).
-    pub message: String,
+    pub message: Message,
     /// Group and stream.
     pub destination: Arc<Destination>,
     /// Resolved once AWS took the event (or refused it for good).

@@ -79,7 +79,7 @@ pub fn events(
         .enumerate()
         .map(|(n, (ts, message))| LogEvent {
             timestamp_ms: *ts,
-            message: message.clone(),
+            message: message.clone().into(),
             destination: Arc::clone(to),
             ack: tracker.register(n as u64 + 1),
             permit: budget.try_acquire(message.len()).expect("budget"),

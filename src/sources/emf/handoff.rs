@@ -77,7 +77,7 @@ impl Handoff {
                 };
                 self.logs.push(LogEvent {
                     timestamp_ms,
-                    message,
+                    message: message.into(),
                     destination,
                     ack: Ack::none(),
                     permit,
@@ -121,7 +121,7 @@ impl Handoff {
                 };
                 self.logs.push(LogEvent {
                     timestamp_ms,
-                    message,
+                    message: message.into(),
                     destination,
                     ack: Ack::none(),
                     permit,

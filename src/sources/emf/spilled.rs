@@ -28,7 +28,7 @@ pub fn decode(payload: Vec<u8>, permit: Permit) -> Option<LogEvent> {
         serde_json::from_slice(&payload).ok()?;
     Some(LogEvent {
         timestamp_ms,
-        message,
+        message: message.into(),
         destination: Arc::new(Destination {
             group,
             stream,

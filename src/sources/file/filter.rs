@@ -28,6 +28,12 @@ impl LineFilter {
         })
     }
 
+    /// Whether some events may be filtered out (a list is set). The kept events of a read then
+    /// own their text: a few kept lines must not hold a whole shared read buffer.
+    pub fn filters(&self) -> bool {
+        self.include.is_some() || self.exclude.is_some()
+    }
+
     /// Whether `text` is shipped: some include matches (or there are none), no exclude does.
     pub fn keeps(&self, text: &str) -> bool {
         let included = self.include.as_ref().is_none_or(|s| s.is_match(text));

@@ -40,6 +40,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod buffers;
 pub mod checkpoint;
 mod describe;
 pub mod discovery;
@@ -148,6 +149,7 @@ pub struct FileSource {
     checkpointer: Checkpointer,
     timing: Timing,
     read_slots: Arc<tokio::sync::Semaphore>,
+    read_buffers: Arc<buffers::ReadBuffers>,
     metrics: Option<mpsc::Sender<MetricDatum>>,
     metric_filter_interval: Duration,
     reloads: Option<mpsc::Receiver<Vec<LogFileConfig>>>,
@@ -180,6 +182,7 @@ impl FileSource {
             registry,
             timing: Timing::default(),
             read_slots: Arc::new(tokio::sync::Semaphore::new(tailer::READ_SLOTS)),
+            read_buffers: buffers::ReadBuffers::new(),
             metrics: None,
             metric_filter_interval: config.metric_filter_interval,
             reloads: None,
@@ -608,6 +611,7 @@ impl Manager<'_> {
             state,
             drain_only: start.drain_only,
             read_slots: Arc::clone(&self.source.read_slots),
+            read_buffers: Arc::clone(&self.source.read_buffers),
         };
         COUNTERS.file_source.files_watched.inc();
         tracing::debug!(path = %spec.path.display(), offset = start.offset, "Tailing a log file.");

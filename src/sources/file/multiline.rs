@@ -10,12 +10,13 @@ use regex::Regex;
 
 use super::reader::{floor_char_boundary, Line, MAX_MESSAGE_BYTES};
 use super::timestamp::TimestampParser;
+use crate::pipeline::Message;
 
 /// One event before it is shipped: its text and the file offset just past its last line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     /// The lines joined with `\n`, at most [`MAX_MESSAGE_BYTES`].
-    pub text: String,
+    pub text: Message,
     /// Offset just past the event's last line.
     pub end_offset: u64,
     /// Source bytes left out because the event was too long.
@@ -66,6 +67,12 @@ impl Multiline {
         let Some(matcher) = &self.matcher else {
             return Some(event);
         };
+        // A pending event may wait long for its next line: it owns its text rather than hold
+        // a shared read buffer meanwhile.
+        let event = Pending {
+            text: event.text.into_string().into(),
+            ..event
+        };
         match &mut self.pending {
             Some(pending) if !matcher.is_start(&event.text) => {
                 append(pending, event);
@@ -101,8 +108,10 @@ fn append(pending: &mut Pending, next: Pending) {
     }
     let room = MAX_MESSAGE_BYTES - (pending.text.len() + 1);
     let keep = floor_char_boundary(&next.text, room);
-    pending.text.push('\n');
-    pending.text.push_str(&next.text[..keep]);
+    let mut text = std::mem::replace(&mut pending.text, Message::from(String::new())).into_string();
+    text.push('\n');
+    text.push_str(&next.text[..keep]);
+    pending.text = text.into();
     pending.dropped_bytes += (next.text.len() - keep) as u64;
 }
 
@@ -124,7 +133,7 @@ mod tests {
         let mut out = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             if let Some(e) = m.push(line(l, (i as u64 + 1) * 10)) {
-                out.push((e.text, e.end_offset));
+                out.push((e.text.into_string(), e.end_offset));
             }
         }
         out

@@ -7,8 +7,10 @@
 //! is not kept whole: bytes past the limit are skipped as they arrive, so a 3 MB line holds
 //! at most the limit in memory and never blocks the file.
 
+use bytes::Bytes;
+
 use crate::config::Encoding;
-use crate::pipeline::LOG_EVENT_OVERHEAD_BYTES;
+use crate::pipeline::{Message, LOG_EVENT_OVERHEAD_BYTES};
 
 /// The longest message PutLogEvents takes in one event (1 MiB minus the per-event overhead).
 pub const MAX_MESSAGE_BYTES: usize = 1_048_576 - LOG_EVENT_OVERHEAD_BYTES;
@@ -20,7 +22,7 @@ const MARKER_RESERVE: usize = 48;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     /// The text, without its line ending; at most [`MAX_MESSAGE_BYTES`] of source bytes.
-    pub text: String,
+    pub text: Message,
     /// The file offset just past the line's ending.
     pub end_offset: u64,
     /// Source bytes of this line that were skipped because it was too long.
@@ -116,6 +118,58 @@ impl LineReader {
         }
     }
 
+    /// As [`feed`](Self::feed), for bytes in a buffer the lines may share: a UTF-8 line that
+    /// lies wholly in `chunk` and fits the cap is a slice of it, not a copy. Everything else
+    /// (UTF-16 and Latin-1, the line continuing the unfinished one, lines too long or not
+    /// valid UTF-8) goes the way of `feed`, so both give the same lines.
+    pub fn feed_shared(&mut self, chunk: &Bytes, out: &mut Vec<Line>) {
+        if self.encoding != Encoding::Utf8 {
+            return self.feed(chunk, out);
+        }
+        let data = &chunk[..];
+        let mut start = 0;
+        if self.has_partial() {
+            // The first line continues the unfinished one.
+            match find_byte(data, b'\n') {
+                Some(at) => start = at + 1,
+                None => return self.feed(data, out),
+            }
+            self.feed(&data[..start], out);
+        }
+        while let Some(at) = find_byte(&data[start..], b'\n') {
+            let end = start + at;
+            match self.shared_line(chunk, start, end) {
+                Some(line) => out.push(line),
+                None => self.feed(&data[start..=end], out),
+            }
+            start = end + 1;
+        }
+        self.feed(&data[start..], out);
+    }
+
+    /// The line at `chunk[start..end]` (`end` at its `\n`) as a slice, if it can be one.
+    fn shared_line(&mut self, chunk: &Bytes, start: usize, end: usize) -> Option<Line> {
+        if end - start > self.max_line_bytes {
+            return None;
+        }
+        let mut text_end = end;
+        if chunk[start..end].ends_with(b"\r") {
+            text_end -= 1;
+        }
+        let mut text_start = start;
+        if chunk[start..text_end].starts_with("\u{feff}".as_bytes()) {
+            text_start += "\u{feff}".len();
+        }
+        let text = Message::shared(chunk.slice(text_start..text_end)).ok()?;
+        self.offset += (end + 1 - start) as u64;
+        Some(Line {
+            text,
+            end_offset: self.offset,
+            dropped_bytes: 0,
+            invalid: false,
+        })
+    }
+
     /// Ships the unfinished line as it is (the file went quiet without a last newline).
     pub fn flush_partial(&mut self) -> Option<Line> {
         if !self.has_partial() {
@@ -155,7 +209,7 @@ impl LineReader {
             text.drain(..'\u{feff}'.len_utf8());
         }
         Line {
-            text,
+            text: text.into(),
             end_offset: self.offset,
             dropped_bytes,
             invalid,
@@ -225,15 +279,16 @@ fn decode(encoding: Encoding, bytes: Vec<u8>, cut: bool) -> (String, bool) {
 /// The message as shipped: `text` cut to [`MAX_MESSAGE_BYTES`] with a marker when bytes were
 /// dropped (`dropped` source bytes already, more if the text itself is too long). Returns
 /// whether it was truncated.
-pub fn finish_message(mut text: String, dropped: u64) -> (String, bool) {
+pub fn finish_message(text: Message, dropped: u64) -> (Message, bool) {
     if dropped == 0 && text.len() <= MAX_MESSAGE_BYTES {
         return (text, false);
     }
+    let mut text = text.into_string();
     let cut = floor_char_boundary(&text, MAX_MESSAGE_BYTES - MARKER_RESERVE);
     let total = dropped + (text.len() - cut) as u64;
     text.truncate(cut);
     text.push_str(&format!("…[truncated {total} bytes]"));
-    (text, true)
+    (text.into(), true)
 }
 
 /// The largest char boundary of `text` at or below `at`.
@@ -376,9 +431,75 @@ mod tests {
 
     #[test]
     fn short_messages_are_untouched() {
-        assert_eq!(finish_message("abc".into(), 0), ("abc".to_string(), false));
+        assert_eq!(finish_message("abc".into(), 0), ("abc".into(), false));
         let (m, t) = finish_message("abc".into(), 5);
         assert!(t);
         assert_eq!(m, "abc…[truncated 5 bytes]");
+    }
+
+    /// Fragments that exercise every branch of the shared path: line ends, `\r\n`, a byte
+    /// order mark, invalid and cut UTF-8, multibyte characters and long lines.
+    fn fragment() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(b"\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just("\u{feff}".as_bytes().to_vec()),
+            Just(b"\xff".to_vec()),
+            Just("é".as_bytes().to_vec()),
+            Just("€".as_bytes()[..2].to_vec()),
+            "[a-z ]{0,12}".prop_map(String::into_bytes),
+            Just(vec![b'x'; 40]),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Shared reads give exactly the lines, offsets and flags copying reads give, however
+        /// the bytes are split into reads, and end where the copying reader ends.
+        #[test]
+        fn shared_reads_give_the_same_lines_as_copied_ones(
+            parts in proptest::collection::vec(fragment(), 0..40),
+            cuts in proptest::collection::vec(0usize..200, 0..6),
+        ) {
+            let data: Vec<u8> = parts.concat();
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for point in points.into_iter().chain([data.len()]) {
+                chunks.push(&data[from..point]);
+                from = point;
+            }
+            let mut copied = LineReader::with_limit(Encoding::Utf8, 7, 32);
+            let mut shared = LineReader::with_limit(Encoding::Utf8, 7, 32);
+            let mut want = Vec::new();
+            let mut got = Vec::new();
+            for chunk in &chunks {
+                copied.feed(chunk, &mut want);
+                shared.feed_shared(&Bytes::copy_from_slice(chunk), &mut got);
+                proptest::prop_assert_eq!(shared.offset(), copied.offset());
+                proptest::prop_assert_eq!(shared.line_start(), copied.line_start());
+            }
+            want.extend(copied.flush_partial());
+            got.extend(shared.flush_partial());
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn plain_lines_of_a_shared_read_are_slices_of_it() {
+        let chunk = Bytes::from_static(b"partial\none\r\n\xef\xbb\xbfbom\nbad \xff\nrest");
+        let mut r = LineReader::new(Encoding::Utf8, 0);
+        r.feed(b"a ", &mut Vec::new());
+        let mut out = Vec::new();
+        r.feed_shared(&chunk, &mut out);
+        let shared: Vec<bool> = out.iter().map(|l| l.text.is_shared()).collect();
+        // The continued line and the invalid one are copied; the others are slices.
+        assert_eq!(shared, [false, true, true, false]);
+        assert_eq!(out[0].text, "a partial");
+        assert_eq!(out[1].text, "one");
+        assert_eq!(out[2].text, "bom");
+        assert!(out[3].invalid);
+        assert_eq!(r.line_start(), chunk.len() as u64 + 2 - 4);
     }
 }

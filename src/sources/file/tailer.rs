@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::buffers::ReadBuffers;
 use super::filter::LineFilter;
 use super::fingerprint::{find_copy, FileId, Fingerprint};
 use super::metric_filter::MetricFilters;
@@ -33,7 +34,7 @@ use super::timestamp::TimestampParser;
 use crate::config::Encoding;
 use crate::pipeline::ack::{Ack, AckTracker, Registrar};
 use crate::pipeline::budget::Budget;
-use crate::pipeline::{now_ms, Destination, LogEvent, LOG_EVENT_OVERHEAD_BYTES};
+use crate::pipeline::{now_ms, Destination, LogEvent, Message, LOG_EVENT_OVERHEAD_BYTES};
 use crate::telemetry::{self, COUNTERS};
 
 /// Bytes asked for per read.
@@ -45,6 +46,10 @@ pub const READ_BYTES: usize = 256 * 1024;
 /// peak RSS and gave no throughput that stood out of the noise), whatever the memory budget
 /// allows.
 pub const MAX_UNACKED_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads at least this long are shared by their lines rather than copied (see
+/// `Tail::feed_chunk`).
+const SHARE_MIN_BYTES: usize = READ_BYTES / 2;
 
 /// Most events queued with one budget permit and one channel reservation.
 const SHIP_GROUP_EVENTS: usize = 256;
@@ -139,6 +144,8 @@ pub struct TailSpec {
     pub drain_only: bool,
     /// Shared by every tailer: how many may hold a chunk at once (see [`READ_SLOTS`]).
     pub read_slots: Arc<tokio::sync::Semaphore>,
+    /// Shared by every tailer: read buffers that lines share (see [`ReadBuffers`]).
+    pub read_buffers: Arc<ReadBuffers>,
 }
 
 /// Why a tailer stopped, and where.
@@ -267,7 +274,7 @@ impl Tail {
                     Err(_) => {
                         // Waiting for a slot: the buffer is not kept meanwhile, so only
                         // `READ_SLOTS` tailers hold one.
-                        self.buffer = Vec::new();
+                        self.release_buffer();
                         tokio::select! {
                             _ = sender.token.cancelled() => return ExitReason::Stopped,
                             slot = slots.acquire_owned() => slot.ok(),
@@ -277,7 +284,10 @@ impl Tail {
             } else {
                 None
             };
-            let buffer = std::mem::take(&mut self.buffer);
+            let buffer = match std::mem::take(&mut self.buffer) {
+                buffer if buffer.capacity() > 0 => buffer,
+                _ => self.spec.read_buffers.take(),
+            };
             let chunk = match read_at(&self.spec.file, self.reader.offset(), buffer).await {
                 Ok(chunk) => chunk,
                 Err(error) => {
@@ -285,15 +295,16 @@ impl Tail {
                     return ExitReason::Failed;
                 }
             };
-            // At the end of the file the buffer is dropped with the empty chunk: an idle
-            // tailer holds none.
+            // At the end of the file the buffer goes back to the pool: an idle tailer holds
+            // none.
             let at_end = chunk.len == 0;
-            if !at_end {
+            if at_end {
+                self.spec.read_buffers.give_back(chunk.buf);
+            } else {
                 last_data = Instant::now();
-                if !self.feed(chunk.bytes(), sender).await {
+                if !self.feed_chunk(chunk, sender).await {
                     return ExitReason::Stopped;
                 }
-                self.buffer = chunk.buf;
             }
             let quiet = at_end && last_data.elapsed() >= timing.quiet;
             if quiet && !self.flush_quiet(sender).await {
@@ -330,6 +341,32 @@ impl Tail {
                 }
             }
         }
+    }
+
+    /// Ships the events a read completes. A full read of UTF-8 text is shared by its lines
+    /// (`buffers.rs`): no line is copied or allocated on its own. A short read (the end of a
+    /// file that grows slowly) is copied line by line instead and its buffer read into again,
+    /// so that a few short lines never hold a whole buffer: the lines of a shared read are
+    /// charged to the budget at least half of the buffer they hold. `false`: stopped.
+    async fn feed_chunk(&mut self, chunk: Chunk, sender: &Sender<'_>) -> bool {
+        if chunk.len < SHARE_MIN_BYTES || self.spec.rules.encoding != Encoding::Utf8 {
+            let fed = self.feed(chunk.bytes(), sender).await;
+            self.buffer = chunk.buf;
+            return fed;
+        }
+        let shared = self.spec.read_buffers.share(chunk.buf, chunk.len);
+        let mut lines = Vec::new();
+        self.reader.feed_shared(&shared, &mut lines);
+        drop(shared);
+        let events = self.prepare(lines, false);
+        ship(events, &self.spec.destination, sender, &mut self.handed).await
+    }
+
+    /// Hands the read buffer back to the pool (the tailer waits and holds none meanwhile).
+    fn release_buffer(&mut self) {
+        self.spec
+            .read_buffers
+            .give_back(std::mem::take(&mut self.buffer));
     }
 
     /// Splits `chunk` into lines and ships the events they complete. `false`: stopped.
@@ -394,6 +431,13 @@ impl Tail {
             registrar.skip(event.end_offset);
             return;
         }
+        // The lines kept by a filter own their text: they must not hold the shared buffer of
+        // the lines filtered out, which the budget does not count.
+        let message = if rules.filter.filters() && message.is_shared() {
+            Message::from(message.into_string())
+        } else {
+            message
+        };
         let timestamp_ms = match &rules.timestamp {
             None => now,
             Some(parser) => parser.parse_prefix(&message).unwrap_or_else(|| {
@@ -422,7 +466,7 @@ impl Tail {
                 return true;
             }
             // A reader that waits holds no read buffer (only readers at work do).
-            self.buffer = Vec::new();
+            self.release_buffer();
             // The timeout is only a safety net: `advanced` fires whenever the tracker moves.
             tokio::select! {
                 _ = sender.token.cancelled() => return false,
@@ -522,7 +566,7 @@ impl Tail {
 /// One event ready to be queued: registered with the tracker, still without budget.
 struct Ready {
     timestamp_ms: i64,
-    message: String,
+    message: Message,
     end_offset: u64,
     ack: Ack,
 }
@@ -546,7 +590,7 @@ async fn ship(
         let mut bytes = 0usize;
         while let Some(event) = events.peek() {
             let size =
-                event.message.capacity() + LOG_EVENT_OVERHEAD_BYTES + EVENT_BOOKKEEPING_BYTES;
+                event.message.memory_bytes() + LOG_EVENT_OVERHEAD_BYTES + EVENT_BOOKKEEPING_BYTES;
             if !group.is_empty() && (group.len() >= max_events || bytes + size > max_bytes) {
                 break;
             }

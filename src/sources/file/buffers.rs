@@ -1,0 +1,139 @@
+//! Read buffers that the lines of a read share, and that come back when the last line is gone.
+//!
+//! A full read (256 KiB) becomes `Bytes` whose slices are the lines' texts (see
+//! `pipeline::message`), so no line is copied or allocated on its own. The buffer lives as
+//! long as one of its lines is queued or in flight and then returns here, to be read into
+//! again: a new buffer of that size is a fresh mapping whose pages the kernel must fault in
+//! and zero on every read.
+//!
+//! One pool for all tailers, holding at most [`KEPT`] buffers: what is kept does not grow
+//! with the number of files. Buffers in use are counted by the memory budget through their
+//! lines (each line is charged its length, and the lines of a full read cover all of it).
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+
+/// Buffers kept for the next reads, at most: 1 MiB of 256 KiB reads.
+pub const KEPT: usize = 4;
+
+/// The free buffers, shared by every tailer of a file source.
+#[derive(Debug, Default)]
+pub struct ReadBuffers {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl ReadBuffers {
+    /// An empty pool.
+    pub fn new() -> Arc<Self> {
+        Arc::new(ReadBuffers::default())
+    }
+
+    /// A buffer to read into: a returned one if any, else an empty one (the read sizes it).
+    pub fn take(&self) -> Vec<u8> {
+        self.lock().pop().unwrap_or_default()
+    }
+
+    /// Keeps `buffer` for a later read if fewer than [`KEPT`] wait (its bytes are stale).
+    pub fn give_back(&self, buffer: Vec<u8>) {
+        if buffer.capacity() == 0 {
+            return;
+        }
+        let mut free = self.lock();
+        if free.len() < KEPT {
+            free.push(buffer);
+        }
+    }
+
+    /// The first `len` bytes of `buffer` as shared `Bytes`; the buffer comes back to this
+    /// pool when the last slice of them is dropped.
+    pub fn share(self: &Arc<Self>, buffer: Vec<u8>, len: usize) -> Bytes {
+        Bytes::from_owner(Returning {
+            len: len.min(buffer.len()),
+            buffer,
+            pool: Arc::downgrade(self),
+        })
+    }
+
+    /// Buffers waiting (tests).
+    pub fn kept(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Vec<u8>>> {
+        // Only buffers are kept here; a panic elsewhere cannot leave the list half-updated.
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Owns a shared read buffer; gives it back to its pool when dropped.
+struct Returning {
+    buffer: Vec<u8>,
+    len: usize,
+    pool: Weak<ReadBuffers>,
+}
+
+impl AsRef<[u8]> for Returning {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.give_back(std::mem::take(&mut self.buffer));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_comes_back_when_its_last_slice_is_dropped() {
+        let pool = ReadBuffers::new();
+        let mut buffer = pool.take();
+        buffer.resize(1024, b'x');
+        let address = buffer.as_ptr();
+        let shared = pool.share(buffer, 10);
+        let line = shared.slice(2..5);
+        drop(shared);
+        assert_eq!(pool.kept(), 0, "a line still holds it");
+        assert_eq!(&line[..], b"xxx");
+        drop(line);
+        assert_eq!(pool.kept(), 1);
+        let again = pool.take();
+        assert_eq!(
+            again.as_ptr(),
+            address,
+            "the same allocation is read into again"
+        );
+        assert_eq!(
+            again.len(),
+            1024,
+            "sized already: no zeroing on the next read"
+        );
+    }
+
+    #[test]
+    fn at_most_kept_buffers_wait_whatever_the_number_of_readers() {
+        let pool = ReadBuffers::new();
+        let shared: Vec<Bytes> = (0..KEPT + 3)
+            .map(|_| pool.share(vec![0u8; 64], 64))
+            .collect();
+        drop(shared);
+        assert_eq!(pool.kept(), KEPT);
+        pool.give_back(Vec::new());
+        assert_eq!(pool.kept(), KEPT);
+    }
+
+    #[test]
+    fn a_buffer_outliving_its_pool_is_simply_freed() {
+        let pool = ReadBuffers::new();
+        let shared = pool.share(vec![1u8; 8], 4);
+        drop(pool);
+        assert_eq!(&shared[..], &[1, 1, 1, 1]);
+    }
+}
