@@ -7,20 +7,30 @@
 //! and zero on every read.
 //!
 //! One pool for all tailers, holding at most [`KEPT`] buffers: what is kept does not grow
-//! with the number of files. Buffers in use are counted by the memory budget through their
-//! lines (each line is charged its length, and the lines of a full read cover all of it).
+//! with the number of files. A file's read-ahead is returned a few calls at a time, out of
+//! order, and the reader takes it again in one go when the oldest call lands: a smaller pool
+//! let most buffers go and mapped new ones (a twentieth of the CPU at full speed). Buffers
+//! idle for [`IDLE`] are let go when a tailer finds its file's end, so a quiet agent holds
+//! none. Buffers in use are counted by the memory budget through their lines (each line is
+//! charged its length, and the lines of a full read cover all of it).
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// Buffers kept for the next reads, at most: 1 MiB of 256 KiB reads.
-pub const KEPT: usize = 4;
+use super::tailer::{MAX_UNACKED_BYTES, READ_BYTES};
+
+/// Buffers kept for the next reads, at most: one file's read-ahead (4 MiB).
+pub const KEPT: usize = (MAX_UNACKED_BYTES as usize) / READ_BYTES;
+
+/// How long a buffer may wait for a read before [`ReadBuffers::trim`] lets it go.
+pub const IDLE: Duration = Duration::from_secs(5);
 
 /// The free buffers, shared by every tailer of a file source.
 #[derive(Debug, Default)]
 pub struct ReadBuffers {
-    free: Mutex<Vec<Vec<u8>>>,
+    free: Mutex<Vec<(Vec<u8>, Instant)>>,
 }
 
 impl ReadBuffers {
@@ -31,7 +41,7 @@ impl ReadBuffers {
 
     /// A buffer to read into: a returned one if any, else an empty one (the read sizes it).
     pub fn take(&self) -> Vec<u8> {
-        self.lock().pop().unwrap_or_default()
+        self.lock().pop().map(|(buffer, _)| buffer).unwrap_or_default()
     }
 
     /// Keeps `buffer` for a later read if fewer than [`KEPT`] wait (its bytes are stale).
@@ -41,7 +51,20 @@ impl ReadBuffers {
         }
         let mut free = self.lock();
         if free.len() < KEPT {
-            free.push(buffer);
+            free.push((buffer, Instant::now()));
+        }
+    }
+
+    /// Lets go of the buffers that waited longer than [`IDLE`] (a tailer at its file's end
+    /// calls this: when every file is quiet, nothing is kept for long).
+    pub fn trim(&self) {
+        self.trim_at(Instant::now());
+    }
+
+    fn trim_at(&self, now: Instant) {
+        let mut free = self.lock();
+        if !free.is_empty() {
+            free.retain(|(_, since)| now.saturating_duration_since(*since) <= IDLE);
         }
     }
 
@@ -60,7 +83,7 @@ impl ReadBuffers {
         self.lock().len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Vec<u8>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Vec<u8>, Instant)>> {
         // Only buffers are kept here; a panic elsewhere cannot leave the list half-updated.
         self.free.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -127,6 +150,16 @@ mod tests {
         assert_eq!(pool.kept(), KEPT);
         pool.give_back(Vec::new());
         assert_eq!(pool.kept(), KEPT);
+    }
+
+    #[test]
+    fn idle_buffers_are_let_go_by_trim() {
+        let pool = ReadBuffers::new();
+        pool.give_back(vec![0u8; 64]);
+        pool.trim();
+        assert_eq!(pool.kept(), 1, "a fresh buffer stays");
+        pool.trim_at(Instant::now() + IDLE + Duration::from_millis(1));
+        assert_eq!(pool.kept(), 0);
     }
 
     #[test]

@@ -300,6 +300,7 @@ impl Tail {
             let at_end = chunk.len == 0;
             if at_end {
                 self.spec.read_buffers.give_back(chunk.buf);
+                self.spec.read_buffers.trim();
             } else {
                 last_data = Instant::now();
                 if !self.feed_chunk(chunk, sender).await {
