@@ -227,28 +227,10 @@ fn find_newline(data: &[u8], unit: usize) -> Option<usize> {
         .map(|i| i * 2)
 }
 
-/// The index of the first `needle` in `data`, eight bytes at a time: a line of a few hundred
-/// bytes takes a few dozen word operations instead of a compare and branch per byte. Per
-/// byte lane of `x ^ needle`, a zero lane is a match; a borrow can only mark lanes above a
-/// true match, so the lowest mark (the first byte, read little-endian) is exact.
+/// The index of the first `needle` in `data`, with the SIMD search of `memchr` (a 256 KiB
+/// read of 200-byte lines is ~1,300 searches; a word-at-a-time loop was 2% of the agent's CPU).
 fn find_byte(data: &[u8], needle: u8) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let pattern = ONES * u64::from(needle);
-    let mut words = data.chunks_exact(8);
-    let mut base = 0;
-    for word in words.by_ref() {
-        let mut lanes = [0u8; 8];
-        lanes.copy_from_slice(word);
-        let x = u64::from_le_bytes(lanes) ^ pattern;
-        let marks = x.wrapping_sub(ONES) & !x & HIGHS;
-        if marks != 0 {
-            return Some(base + (marks.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    let rest = words.remainder();
-    rest.iter().position(|&b| b == needle).map(|i| base + i)
+    memchr::memchr(needle, data)
 }
 
 /// Decodes one line; `cut` means the bytes end mid-line, so an incomplete last character is
