@@ -41,7 +41,10 @@ impl ReadBuffers {
 
     /// A buffer to read into: a returned one if any, else an empty one (the read sizes it).
     pub fn take(&self) -> Vec<u8> {
-        self.lock().pop().map(|(buffer, _)| buffer).unwrap_or_default()
+        self.lock()
+            .pop()
+            .map(|(buffer, _)| buffer)
+            .unwrap_or_default()
     }
 
     /// Keeps `buffer` for a later read if fewer than [`KEPT`] wait (its bytes are stale).
