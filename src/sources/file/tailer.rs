@@ -344,11 +344,11 @@ impl Tail {
         }
     }
 
-    /// Ships the events a read completes. A full read of UTF-8 text is shared by its lines
-    /// (`buffers.rs`): no line is copied or allocated on its own. A short read (the end of a
-    /// file that grows slowly) is copied line by line instead and its buffer read into again,
-    /// so that a few short lines never hold a whole buffer: the lines of a shared read are
-    /// charged to the budget at least half of the buffer they hold. `false`: stopped.
+    /// Ships the events a read completes. A read of at least half a buffer of UTF-8 text is
+    /// shared by its lines (`buffers.rs`): no line is copied or allocated on its own, and
+    /// their charges to the budget add up to at least half the buffer they hold. A shorter
+    /// read (the end of a file that grows slowly) is copied line by line and its buffer read
+    /// into again, so that a few short lines never hold a whole buffer. `false`: stopped.
     async fn feed_chunk(&mut self, chunk: Chunk, sender: &Sender<'_>) -> bool {
         if chunk.len < SHARE_MIN_BYTES || self.spec.rules.encoding != Encoding::Utf8 {
             let fed = self.feed(chunk.bytes(), sender).await;
