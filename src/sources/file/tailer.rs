@@ -585,42 +585,64 @@ async fn ship(
     let max_events = SHIP_GROUP_EVENTS.min(sender.tx.max_capacity()).max(1);
     // A quarter of the budget at most, so a group (unlike a single huge event) always fits.
     let max_bytes = SHIP_GROUP_BYTES.min(sender.budget.total_bytes() / 4);
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        let mut group = Vec::new();
-        let mut bytes = 0usize;
-        while let Some(event) = events.peek() {
-            let size =
-                event.message.memory_bytes() + LOG_EVENT_OVERHEAD_BYTES + EVENT_BOOKKEEPING_BYTES;
-            if !group.is_empty() && (group.len() >= max_events || bytes + size > max_bytes) {
-                break;
-            }
-            bytes += size;
-            group.extend(events.next());
-        }
-        let end = group.last().map(|event| event.end_offset);
-        if !ship_group(group, bytes, destination, sender).await {
-            events.for_each(|event| event.ack.unsent());
+    let groups = group_sizes(&events, max_events, max_bytes);
+    // The events move once, straight from the read's list into the channel.
+    let mut queue = events.into_iter();
+    for group in groups {
+        let events = queue.by_ref().take(group.events);
+        if !ship_group(events, group.events, group.bytes, destination, sender).await {
+            queue.for_each(|event| event.ack.unsent());
             return false;
         }
-        *handed = end.unwrap_or(*handed);
+        *handed = group.end_offset;
     }
     true
 }
 
+/// One group of [`ship`]: how many events, their budget charge, where the last one ends.
+struct Group {
+    events: usize,
+    bytes: usize,
+    end_offset: u64,
+}
+
+/// Cuts `events` into groups of at most `max_events` and `max_bytes` (a single event above
+/// `max_bytes` is a group of its own), in order.
+fn group_sizes(events: &[Ready], max_events: usize, max_bytes: usize) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for event in events {
+        let size =
+            event.message.memory_bytes() + LOG_EVENT_OVERHEAD_BYTES + EVENT_BOOKKEEPING_BYTES;
+        match groups.last_mut() {
+            Some(group) if group.events < max_events && group.bytes + size <= max_bytes => {
+                group.events += 1;
+                group.bytes += size;
+                group.end_offset = event.end_offset;
+            }
+            _ => groups.push(Group {
+                events: 1,
+                bytes: size,
+                end_offset: event.end_offset,
+            }),
+        }
+    }
+    groups
+}
+
 /// One group: one budget permit shared by its events, one channel reservation.
 async fn ship_group(
-    group: Vec<Ready>,
+    group: impl Iterator<Item = Ready>,
+    count: usize,
     bytes: usize,
     destination: &Arc<Destination>,
     sender: &Sender<'_>,
 ) -> bool {
     let permit = tokio::select! {
         _ = sender.token.cancelled() => None,
-        permit = sender.budget.acquire_items(group.len(), bytes) => Some(permit),
+        permit = sender.budget.acquire_items(count, bytes) => Some(permit),
     };
     let Some(permit) = permit else {
-        group.into_iter().for_each(|event| event.ack.unsent());
+        group.for_each(|event| event.ack.unsent());
         return false;
     };
     let Some(permit) = permit else {
@@ -629,15 +651,15 @@ async fn ship_group(
             size = bytes,
             "An event is larger than the whole memory budget; skipped."
         );
-        Ack::done_all(group.into_iter().map(|event| event.ack));
+        Ack::done_all(group.map(|event| event.ack));
         return true;
     };
     let slots = tokio::select! {
         _ = sender.token.cancelled() => None,
-        slots = sender.tx.reserve_many(group.len()) => slots.ok(),
+        slots = sender.tx.reserve_many(count) => slots.ok(),
     };
     let Some(slots) = slots else {
-        group.into_iter().for_each(|event| event.ack.unsent());
+        group.for_each(|event| event.ack.unsent());
         return false;
     };
     let permit = permit.shared();
@@ -690,4 +712,37 @@ async fn read_at(file: &Arc<File>, offset: u64, mut buf: Vec<u8>) -> std::io::Re
         }
     });
     task.await.map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(len: usize, end_offset: u64) -> Ready {
+        Ready {
+            timestamp_ms: 0,
+            message: Message::from("x".repeat(len)),
+            end_offset,
+            ack: Ack::none(),
+        }
+    }
+
+    #[test]
+    fn groups_keep_order_and_both_limits() {
+        let charge = |len: usize| len + LOG_EVENT_OVERHEAD_BYTES + EVENT_BOOKKEEPING_BYTES;
+        let events: Vec<Ready> = (0..7).map(|i| ready(10, i * 10 + 10)).collect();
+        // By count: 3 + 3 + 1.
+        let groups = group_sizes(&events, 3, usize::MAX);
+        let counts: Vec<(usize, u64)> = groups.iter().map(|g| (g.events, g.end_offset)).collect();
+        assert_eq!(counts, [(3, 30), (3, 60), (1, 70)]);
+        assert_eq!(groups[0].bytes, 3 * charge(10));
+        // By bytes: two events fit, the third opens a group; one event over the cap alone.
+        let mut events: Vec<Ready> = (0..3).map(|i| ready(10, i + 1)).collect();
+        events.push(ready(10_000, 4));
+        events.push(ready(10, 5));
+        let groups = group_sizes(&events, 100, 2 * charge(10));
+        let counts: Vec<(usize, u64)> = groups.iter().map(|g| (g.events, g.end_offset)).collect();
+        assert_eq!(counts, [(2, 2), (1, 3), (1, 4), (1, 5)]);
+        assert!(group_sizes(&[], 3, 100).is_empty());
+    }
 }
