@@ -8,7 +8,7 @@
 //! Either way the text is valid UTF-8: a shared slice is checked once, when it is made.
 
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 
 use bytes::Bytes;
 
@@ -62,6 +62,35 @@ impl Message {
             Repr::Owned(text) => text,
             Repr::Shared(_) => self.as_str().to_owned(),
         }
+    }
+}
+
+/// A shared buffer checked once as UTF-8, whose slices at character boundaries are messages
+/// with no check of their own: one check per read instead of one per line.
+#[derive(Debug, Clone)]
+pub struct SharedText(Bytes);
+
+impl SharedText {
+    /// The buffer, if it is valid UTF-8 (else the bytes back).
+    pub fn new(bytes: Bytes) -> Result<Self, Bytes> {
+        match std::str::from_utf8(&bytes) {
+            Ok(_) => Ok(SharedText(bytes)),
+            Err(_) => Err(bytes),
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // SAFETY: checked by `SharedText::new`, the only way to make one; `Bytes` never
+        // changes what it holds.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    /// The text at `range` as a message sharing the buffer; `None` if `range` is out of
+    /// bounds or cuts a character.
+    pub fn message(&self, range: Range<usize>) -> Option<Message> {
+        self.as_str().get(range.clone())?;
+        Some(Message(Repr::Shared(self.0.slice(range))))
     }
 }
 
@@ -146,6 +175,16 @@ mod tests {
     fn invalid_utf8_is_refused_and_given_back() {
         let bytes = Bytes::from_static(b"ok \xff");
         assert_eq!(Message::shared(bytes.clone()), Err(bytes));
+    }
+
+    #[test]
+    fn slices_of_checked_text_are_messages_only_at_character_boundaries() {
+        let text = SharedText::new(Bytes::from_static("aé\nb".as_bytes())).expect("valid");
+        assert_eq!(text.message(0..3).expect("whole characters"), "aé");
+        assert!(text.message(0..2).is_none(), "cuts é in two");
+        assert!(text.message(3..9).is_none(), "out of bounds");
+        assert!(text.message(4..5).expect("b").is_shared());
+        assert!(SharedText::new(Bytes::from_static(b"\xc3")).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod spill;
 pub mod traces;
 pub mod unit;
 
-pub use message::Message;
+pub use message::{Message, SharedText};
 pub use unit::Unit;
 
 use std::sync::Arc;

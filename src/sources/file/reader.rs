@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use crate::config::Encoding;
-use crate::pipeline::{Message, LOG_EVENT_OVERHEAD_BYTES};
+use crate::pipeline::{Message, SharedText, LOG_EVENT_OVERHEAD_BYTES};
 
 /// The longest message PutLogEvents takes in one event (1 MiB minus the per-event overhead).
 pub const MAX_MESSAGE_BYTES: usize = 1_048_576 - LOG_EVENT_OVERHEAD_BYTES;
@@ -136,9 +136,14 @@ impl LineReader {
             }
             self.feed(&data[..start], out);
         }
+        // The complete lines are checked as UTF-8 in one go; if some line is not valid, each
+        // is checked on its own and the invalid ones are copied (and flagged) by `feed`.
+        let lines_end = memchr::memrchr(b'\n', &data[start..]).map_or(start, |at| start + at);
+        let checked = SharedText::new(chunk.slice(start..lines_end)).ok();
+        let base = start;
         while let Some(at) = find_byte(&data[start..], b'\n') {
             let end = start + at;
-            match self.shared_line(chunk, start, end) {
+            match self.shared_line(chunk, checked.as_ref().map(|c| (c, base)), start, end) {
                 Some(line) => out.push(line),
                 None => self.feed(&data[start..=end], out),
             }
@@ -148,7 +153,14 @@ impl LineReader {
     }
 
     /// The line at `chunk[start..end]` (`end` at its `\n`) as a slice, if it can be one.
-    fn shared_line(&mut self, chunk: &Bytes, start: usize, end: usize) -> Option<Line> {
+    /// `checked`: the complete lines from offset `base` of `chunk`, known to be UTF-8.
+    fn shared_line(
+        &mut self,
+        chunk: &Bytes,
+        checked: Option<(&SharedText, usize)>,
+        start: usize,
+        end: usize,
+    ) -> Option<Line> {
         if end - start > self.max_line_bytes {
             return None;
         }
@@ -160,7 +172,10 @@ impl LineReader {
         if chunk[start..text_end].starts_with("\u{feff}".as_bytes()) {
             text_start += "\u{feff}".len();
         }
-        let text = Message::shared(chunk.slice(text_start..text_end)).ok()?;
+        let text = match checked {
+            Some((text, base)) => text.message(text_start - base..text_end - base)?,
+            None => Message::shared(chunk.slice(text_start..text_end)).ok()?,
+        };
         self.offset += (end + 1 - start) as u64;
         Some(Line {
             text,
