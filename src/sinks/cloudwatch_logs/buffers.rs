@@ -9,8 +9,9 @@
 //!
 //! Bounded on both sides: at most `keep` buffers wait here (the calls one stream may have in
 //! flight), only buffers worth keeping (at least [`MIN_KEPT_BYTES`]) are kept, and a buffer
-//! that waited longer than [`IDLE`] is let go at the next call, so an agent whose traffic
-//! falls to a trickle returns the memory instead of holding a burst's buffers for good.
+//! that waited longer than [`IDLE`] is let go at the next call, large or small, so an agent
+//! whose traffic falls to a trickle returns the memory instead of holding a burst's buffers
+//! (an agent that stops sending altogether keeps them until its next call).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -42,10 +43,11 @@ impl BodyBuffers {
     /// An empty buffer for a body of about `bytes`: a kept one when the body is large enough
     /// to be worth it and one is waiting, else a new one of that capacity.
     pub fn take(&self, bytes: usize) -> Vec<u8> {
+        let mut free = self.lock();
+        if !free.is_empty() {
+            drop_idle(&mut free, Instant::now());
+        }
         if bytes >= MIN_KEPT_BYTES {
-            let now = Instant::now();
-            let mut free = self.lock();
-            drop_idle(&mut free, now);
             if let Some((mut buffer, _)) = free.pop() {
                 drop(free);
                 buffer.clear();
