@@ -29,9 +29,11 @@ impl Sink<LogEvent> for PlanOnly {
     }
 }
 
-async fn drain(mut rx: mpsc::Receiver<LogEvent>) {
-    while let Some(event) = rx.recv().await {
-        event.ack.done();
+async fn drain(mut rx: mpsc::Receiver<Vec<LogEvent>>) {
+    while let Some(group) = rx.recv().await {
+        for event in group {
+            event.ack.done();
+        }
     }
 }
 
@@ -60,7 +62,7 @@ async fn main() {
         })
         .collect();
     let message = "x".repeat(size);
-    let (tx, rx) = mpsc::channel(4096);
+    let (tx, rx) = mpsc::channel(64);
     let settings = LogsSettings {
         flush_interval: Duration::from_secs(1),
         ..LogsSettings::default()
@@ -83,7 +85,7 @@ async fn main() {
             ack: Ack::none(),
             permit,
         };
-        if tx.send(event).await.is_err() {
+        if tx.send(vec![event]).await.is_err() {
             break;
         }
     }

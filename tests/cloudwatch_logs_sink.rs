@@ -369,7 +369,7 @@ async fn pipeline_and_sink_ship_every_event_of_several_streams() {
             destination: Arc::clone(&streams[(n % 3) as usize]),
             ack: tracker.register(n + 1),
         };
-        tx.send(event).await.expect("pipeline open");
+        tx.send(vec![event]).await.expect("pipeline open");
     }
     drop(tx);
     pipeline.await.expect("pipeline");

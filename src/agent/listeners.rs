@@ -59,7 +59,7 @@ struct EmfRunning {
     config: EmfConfig,
     settings: emf::EmfSettings,
     budget: Budget,
-    logs: Option<mpsc::WeakSender<LogEvent>>,
+    logs: Option<mpsc::WeakSender<Vec<LogEvent>>>,
     metrics: Option<mpsc::WeakSender<MetricDatum>>,
     spill: Option<Arc<Spill>>,
     tcp: CancellationToken,

@@ -16,8 +16,9 @@ use crate::sinks::cloudwatch_logs::{
 };
 use crate::sources::file::{Checkpointer, FileSource, NameContext};
 
-/// Room in the hand-off from the sources to the batcher; sources hold budget for what waits.
-const LOG_CHANNEL: usize = 1024;
+/// Room in the hand-off from the sources to the batcher, in groups of events (a file read's,
+/// up to 256; an EMF read's); sources hold budget for what waits.
+const LOG_CHANNEL: usize = 64;
 
 /// Starts the logs pipeline and its sink; the returned sender feeds it. The pipeline flushes
 /// and ends once every clone of the sender is dropped.
@@ -25,7 +26,7 @@ pub(super) fn start_pipeline(
     config: &Config,
     aws: &AwsContext,
     wiring: &Wiring,
-) -> mpsc::Sender<LogEvent> {
+) -> mpsc::Sender<Vec<LogEvent>> {
     let mut settings = LogsSettings::default();
     let mut per_stream = settings.per_destination;
     if let Some(logs) = &config.logs {
@@ -36,7 +37,7 @@ pub(super) fn start_pipeline(
     let client = aws_sdk_cloudwatchlogs::Client::new(&aws.sdk);
     let sink = CloudWatchLogsSink::new(client, per_stream, wiring.abort.clone())
         .with_request_memory(request_memory_for_budget(wiring.budget.total_bytes()));
-    let (tx, rx) = mpsc::channel::<LogEvent>(LOG_CHANNEL);
+    let (tx, rx) = mpsc::channel::<Vec<LogEvent>>(LOG_CHANNEL);
     wiring.tracker.spawn(logs::run(rx, sink, settings));
     tx
 }
@@ -49,7 +50,7 @@ pub(super) async fn start_files(
     settings: &LogsConfig,
     aws: &AwsContext,
     wiring: &Wiring,
-    tx: mpsc::Sender<LogEvent>,
+    tx: mpsc::Sender<Vec<LogEvent>>,
     metric_tx: Option<mpsc::Sender<MetricDatum>>,
 ) -> Result<(Checkpointer, FilesReload), RunError> {
     let names = NameContext::gather(config.aws.local_mode, Some(aws.region.clone())).await;

@@ -72,7 +72,7 @@ pub(super) fn needs_logs(config: &Config) -> bool {
 pub(super) async fn start(
     config: &Config,
     wiring: &Wiring,
-    log_tx: Option<mpsc::Sender<LogEvent>>,
+    log_tx: Option<mpsc::Sender<Vec<LogEvent>>>,
     tx: mpsc::Sender<MetricDatum>,
     emf_spill: Option<Arc<Spill>>,
 ) -> Result<Listeners, RunError> {
@@ -126,8 +126,14 @@ pub(super) async fn start(
 }
 
 /// Sends EMF events spilled to disk back to the logs pipeline as memory frees up.
-fn replay_emf(wiring: &Wiring, spill: Arc<Spill>, budget: Budget, log_tx: mpsc::Sender<LogEvent>) {
+fn replay_emf(
+    wiring: &Wiring,
+    spill: Arc<Spill>,
+    budget: Budget,
+    log_tx: mpsc::Sender<Vec<LogEvent>>,
+) {
     let token = wiring.token.child_token();
-    let task = spill::replay(spill, budget, log_tx, emf::spilled::decode, token);
+    let decode = |payload, permit| emf::spilled::decode(payload, permit).map(|event| vec![event]);
+    let task = spill::replay(spill, budget, log_tx, decode, token);
     wiring.tracker.spawn(task);
 }

@@ -109,7 +109,7 @@ async fn run_all(sink: Recorder, settings: LogsSettings, events: Vec<(Arc<Destin
     let (tx, rx) = mpsc::channel(64);
     let task = tokio::spawn(run(rx, sink, settings));
     for (to, message) in events {
-        tx.send(event(&budget, &to, message, Ack::none()))
+        tx.send(vec![event(&budget, &to, message, Ack::none())])
             .await
             .expect("send");
     }
@@ -183,11 +183,11 @@ async fn a_partial_batch_ships_after_the_flush_interval() {
     let sink = Recorder::default();
     let _task = tokio::spawn(run(rx, sink.clone(), settings()));
     let a = destination("a");
-    tx.send(event(&budget, &a, "one".into(), Ack::none()))
+    tx.send(vec![event(&budget, &a, "one".into(), Ack::none())])
         .await
         .expect("send");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    tx.send(event(&budget, &a, "two".into(), Ack::none()))
+    tx.send(vec![event(&budget, &a, "two".into(), Ack::none())])
         .await
         .expect("send");
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -214,12 +214,12 @@ async fn a_stuck_stream_does_not_block_the_others() {
     let task = tokio::spawn(run(rx, sink.clone(), settings));
     let (slow, fast) = (destination("slow"), destination("fast"));
     for n in 0..5 {
-        tx.send(event(&budget, &slow, format!("s{n}"), Ack::none()))
+        tx.send(vec![event(&budget, &slow, format!("s{n}"), Ack::none())])
             .await
             .expect("send");
     }
     for n in 0..20 {
-        tx.send(event(&budget, &fast, format!("f{n}"), Ack::none()))
+        tx.send(vec![event(&budget, &fast, format!("f{n}"), Ack::none())])
             .await
             .expect("send");
     }
@@ -313,7 +313,7 @@ async fn shutdown_flush_waits_for_every_send_and_ack() {
     let a = destination("a");
     for n in 1..=30u64 {
         let ack = tracker.register(n * 10);
-        tx.send(event(&budget, &a, format!("{n}"), ack))
+        tx.send(vec![event(&budget, &a, format!("{n}"), ack)])
             .await
             .expect("send");
     }

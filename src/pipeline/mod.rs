@@ -222,6 +222,55 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Test helpers shared by the sources' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::VecDeque;
+
+    use tokio::sync::mpsc;
+
+    use super::LogEvent;
+
+    /// The logs channel read one event at a time, as if sources sent events one by one
+    /// (they send a read's events as one group).
+    pub(crate) struct Events {
+        /// The channel itself.
+        pub rx: mpsc::Receiver<Vec<LogEvent>>,
+        waiting: VecDeque<LogEvent>,
+    }
+
+    impl Events {
+        pub(crate) fn new(rx: mpsc::Receiver<Vec<LogEvent>>) -> Self {
+            Events {
+                rx,
+                waiting: VecDeque::new(),
+            }
+        }
+
+        /// The next event; `None` once the channel is closed and empty.
+        pub(crate) async fn recv(&mut self) -> Option<LogEvent> {
+            loop {
+                if let Some(event) = self.waiting.pop_front() {
+                    return Some(event);
+                }
+                let group = self.rx.recv().await?;
+                self.waiting.extend(group);
+            }
+        }
+
+        /// The next event if one is there now.
+        pub(crate) fn try_recv(&mut self) -> Result<LogEvent, mpsc::error::TryRecvError> {
+            loop {
+                if let Some(event) = self.waiting.pop_front() {
+                    return Ok(event);
+                }
+                let group = self.rx.try_recv()?;
+                self.waiting.extend(group);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,7 +81,7 @@ impl EmfSettings {
 #[derive(Debug, Clone)]
 pub struct EmfOutputs {
     /// The logs pipeline: EMF documents in `logs` mode, plain JSON in both modes.
-    pub logs: Option<mpsc::Sender<LogEvent>>,
+    pub logs: Option<mpsc::Sender<Vec<LogEvent>>>,
     /// The metrics pipeline: datums of EMF documents in `metrics` mode.
     pub metrics: Option<mpsc::Sender<MetricDatum>>,
 }

@@ -146,7 +146,7 @@ impl Handoff {
     /// what was accepted from a TCP client is not lost at shutdown.
     pub(super) async fn flush_waiting(&mut self, outputs: &EmfOutputs) {
         if let Some(tx) = &outputs.logs {
-            let lost = send_all(tx, &mut self.logs).await;
+            let lost = send_group(tx, &mut self.logs).await;
             for _ in 0..lost {
                 telemetry::emf_dropped(EmfDropReason::Channel);
             }
@@ -160,7 +160,7 @@ impl Handoff {
     /// Sends what the channels have room for now; drops and counts the rest.
     pub(super) fn flush_now(&mut self, outputs: &EmfOutputs) {
         if let Some(tx) = &outputs.logs {
-            for _ in 0..send_now(tx, &mut self.logs) {
+            for _ in 0..send_group_now(tx, &mut self.logs) {
                 telemetry::emf_dropped(EmfDropReason::Channel);
             }
         }
@@ -191,6 +191,32 @@ async fn send_all<T>(tx: &mpsc::Sender<T>, items: &mut Vec<T>) -> usize {
             }
             Err(_) => return rest.len(),
         }
+    }
+}
+
+/// Sends the log events of one read as one group, waiting for channel room; returns how many
+/// were lost because the channel closed. Leaves `events` empty, with room for as many.
+async fn send_group(tx: &mpsc::Sender<Vec<LogEvent>>, events: &mut Vec<LogEvent>) -> usize {
+    if events.is_empty() {
+        return 0;
+    }
+    let group = std::mem::replace(events, Vec::with_capacity(events.len()));
+    match tx.send(group).await {
+        Ok(()) => 0,
+        Err(closed) => closed.0.len(),
+    }
+}
+
+/// Sends the log events of one read as one group if the channel has room now; returns how
+/// many did not go (all or none). Leaves `events` empty.
+fn send_group_now(tx: &mpsc::Sender<Vec<LogEvent>>, events: &mut Vec<LogEvent>) -> usize {
+    if events.is_empty() {
+        return 0;
+    }
+    let group = std::mem::replace(events, Vec::with_capacity(events.len()));
+    match tx.try_send(group) {
+        Ok(()) => 0,
+        Err(error) => error.into_inner().len(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use super::*;
+use crate::pipeline::testing::Events;
 
 const BASIC: &str = include_str!("../../../tests/fixtures/emf-1-basic-tcp.json");
 const MULTI: &str = include_str!("../../../tests/fixtures/emf-2-multi-dimension-sets-tcp.json");
@@ -22,7 +23,7 @@ fn settings(mode: EmfMode) -> EmfSettings {
 
 struct Running {
     address: SocketAddr,
-    logs: mpsc::Receiver<LogEvent>,
+    logs: Events,
     metrics: mpsc::Receiver<MetricDatum>,
     token: CancellationToken,
 }
@@ -44,10 +45,18 @@ async fn start_tcp(mode: EmfMode, budget: Budget, max_document_bytes: usize) -> 
     tokio::spawn(run_tcp(listener, settings, budget, outputs, token.clone()));
     Running {
         address,
-        logs,
+        logs: Events::new(logs),
         metrics,
         token,
     }
+}
+
+/// The next log event, failing after 5 s.
+async fn next(events: &mut Events) -> LogEvent {
+    tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("in time")
+        .expect("open")
 }
 
 async fn recv<T>(rx: &mut mpsc::Receiver<T>) -> T {
@@ -63,24 +72,24 @@ async fn tcp_documents_become_emf_log_events_and_plain_json_plain_ones() {
     let mut client = std::net::TcpStream::connect(run.address).expect("connect");
     let text = format!("{BASIC}{MULTI}not json at all\n{{\"level\":\"info\"}}\n");
     client.write_all(text.as_bytes()).expect("write");
-    let first = recv(&mut run.logs).await;
+    let first = next(&mut run.logs).await;
     assert!(first.destination.emf);
     assert_eq!(first.destination.group, "/probe/emf");
     assert_eq!(first.destination.stream, "emf-stream");
     assert_eq!(first.timestamp_ms, 1_795_822_181_000);
     assert_eq!(first.message, BASIC.trim_end());
-    let second = recv(&mut run.logs).await;
+    let second = next(&mut run.logs).await;
     assert!(
         Arc::ptr_eq(&first.destination, &second.destination),
         "shared"
     );
-    let plain = recv(&mut run.logs).await;
+    let plain = next(&mut run.logs).await;
     assert!(!plain.destination.emf);
     assert_eq!(plain.destination.group, "/metrics/default");
     assert_eq!(plain.message, "{\"level\":\"info\"}");
     // The client keeps the connection open: more documents follow on it.
     client.write_all(MULTI.as_bytes()).expect("write");
-    assert!(recv(&mut run.logs).await.destination.emf);
+    assert!(next(&mut run.logs).await.destination.emf);
     run.token.cancel();
 }
 
@@ -94,7 +103,7 @@ async fn metrics_mode_sends_datums_not_logs() {
     assert_eq!((a.name.as_str(), b.name.as_str()), ("Errors", "Errors"));
     assert_eq!(b.dimensions.len(), 2);
     client.write_all(b"{\"plain\":1}\n").expect("write");
-    assert!(!recv(&mut run.logs).await.destination.emf);
+    assert!(!next(&mut run.logs).await.destination.emf);
     run.token.cancel();
 }
 
@@ -123,7 +132,7 @@ async fn a_line_over_the_limit_closes_the_connection() {
     // Other clients are still served.
     let mut other = std::net::TcpStream::connect(run.address).expect("connect");
     other.write_all(BASIC.as_bytes()).expect("write");
-    assert!(recv(&mut run.logs).await.destination.emf);
+    assert!(next(&mut run.logs).await.destination.emf);
     run.token.cancel();
 }
 
@@ -145,7 +154,7 @@ async fn a_full_budget_stops_reading_until_events_are_delivered() {
     drop(held);
     let mut delivered = 0;
     while delivered < 4 {
-        drop(recv(&mut run.logs).await);
+        drop(next(&mut run.logs).await);
         delivered += 1;
     }
     assert_eq!(budget.in_use_bytes(), 0);
@@ -158,7 +167,8 @@ async fn every_tcp_document_is_delivered_in_order_through_a_small_channel_and_bu
     let address = listener.local_addr().expect("addr");
     // Room for 3 documents in the budget and 5 in the channel: reads of many documents wait,
     // a chunk at a time, and must not lose or reorder any.
-    let (log_tx, mut logs) = mpsc::channel(5);
+    let (log_tx, logs) = mpsc::channel(5);
+    let mut logs = Events::new(logs);
     let token = CancellationToken::new();
     let outputs = EmfOutputs {
         logs: Some(log_tx),
@@ -183,7 +193,7 @@ async fn every_tcp_document_is_delivered_in_order_through_a_small_channel_and_bu
         client.write_all(text.as_bytes()).expect("write");
     });
     for i in 0..total {
-        let event = recv(&mut logs).await;
+        let event = next(&mut logs).await;
         assert!(event.destination.emf);
         let id = format!("\"req-{i}\"");
         assert!(event.message.contains(&id), "{i}: {}", event.message);
@@ -199,7 +209,8 @@ async fn udp_datagrams_may_hold_several_lines() {
     let socket =
         crate::sources::udp::bind("127.0.0.1:0".parse().expect("addr"), 1 << 20).expect("bind");
     let address = socket.local_addr().expect("addr");
-    let (log_tx, mut logs) = mpsc::channel(100);
+    let (log_tx, logs) = mpsc::channel(100);
+    let mut logs = Events::new(logs);
     let token = CancellationToken::new();
     let outputs = EmfOutputs {
         logs: Some(log_tx),
@@ -221,7 +232,7 @@ async fn udp_datagrams_may_hold_several_lines() {
         .send_to(two.trim_end().as_bytes(), address)
         .expect("send");
     for _ in 0..3 {
-        let event = recv(&mut logs).await;
+        let event = next(&mut logs).await;
         assert!(event.destination.emf);
     }
     token.cancel();
@@ -262,11 +273,11 @@ fn emf_tcp_throughput() {
         });
         let started = std::time::Instant::now();
         // Taken as the logs pipeline takes them: everything waiting per wake-up.
-        let mut burst = Vec::with_capacity(256);
+        let mut burst = Vec::with_capacity(8);
         let mut received = 0;
         while received < documents {
-            received += run.logs.recv_many(&mut burst, 256).await;
-            burst.clear();
+            run.logs.rx.recv_many(&mut burst, 8).await;
+            received += burst.drain(..).map(|group| group.len()).sum::<usize>();
         }
         let secs = started.elapsed().as_secs_f64();
         let _client = writer.join().expect("writer");

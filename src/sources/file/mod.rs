@@ -229,7 +229,7 @@ impl FileSource {
     pub async fn run(
         mut self,
         budget: Budget,
-        tx: mpsc::Sender<LogEvent>,
+        tx: mpsc::Sender<Vec<LogEvent>>,
         token: CancellationToken,
     ) {
         let slots = tailer::read_slots_for_budget(budget.total_bytes());
@@ -370,7 +370,7 @@ struct Manager<'a> {
     source: &'a FileSource,
     entries: Entries,
     budget: Budget,
-    tx: mpsc::Sender<LogEvent>,
+    tx: mpsc::Sender<Vec<LogEvent>>,
     token: CancellationToken,
     tailers: TaskTracker,
     /// The running tailers by file: the entry they follow, and how to stop one alone.

@@ -188,7 +188,7 @@ enum FileCheck {
 /// Sends events; the part of a tailer that can be cancelled mid-way.
 struct Sender<'a> {
     budget: &'a Budget,
-    tx: &'a mpsc::Sender<LogEvent>,
+    tx: &'a mpsc::Sender<Vec<LogEvent>>,
     token: &'a CancellationToken,
 }
 
@@ -196,7 +196,7 @@ struct Sender<'a> {
 pub async fn run(
     spec: TailSpec,
     budget: Budget,
-    tx: mpsc::Sender<LogEvent>,
+    tx: mpsc::Sender<Vec<LogEvent>>,
     token: CancellationToken,
     timing: Timing,
 ) -> TailExit {
@@ -582,7 +582,7 @@ async fn ship(
     sender: &Sender<'_>,
     handed: &mut u64,
 ) -> bool {
-    let max_events = SHIP_GROUP_EVENTS.min(sender.tx.max_capacity()).max(1);
+    let max_events = SHIP_GROUP_EVENTS;
     // A quarter of the budget at most, so a group (unlike a single huge event) always fits.
     let max_bytes = SHIP_GROUP_BYTES.min(sender.budget.total_bytes() / 4);
     let groups = group_sizes(&events, max_events, max_bytes);
@@ -629,7 +629,7 @@ fn group_sizes(events: &[Ready], max_events: usize, max_bytes: usize) -> Vec<Gro
     groups
 }
 
-/// One group: one budget permit shared by its events, one channel reservation.
+/// One group: one budget permit shared by its events, one channel slot.
 async fn ship_group(
     group: impl Iterator<Item = Ready>,
     count: usize,
@@ -654,24 +654,24 @@ async fn ship_group(
         Ack::done_all(group.map(|event| event.ack));
         return true;
     };
-    let slots = tokio::select! {
+    let slot = tokio::select! {
         _ = sender.token.cancelled() => None,
-        slots = sender.tx.reserve_many(count) => slots.ok(),
+        slot = sender.tx.reserve() => slot.ok(),
     };
-    let Some(slots) = slots else {
+    let Some(slot) = slot else {
         group.for_each(|event| event.ack.unsent());
         return false;
     };
     let permit = permit.shared();
-    for (slot, event) in slots.zip(group) {
-        slot.send(LogEvent {
-            timestamp_ms: event.timestamp_ms,
-            message: event.message,
-            destination: Arc::clone(destination),
-            ack: event.ack,
-            permit: permit.share(),
-        });
-    }
+    let mut events = Vec::with_capacity(count);
+    events.extend(group.map(|event| LogEvent {
+        timestamp_ms: event.timestamp_ms,
+        message: event.message,
+        destination: Arc::clone(destination),
+        ack: event.ack,
+        permit: permit.share(),
+    }));
+    slot.send(events);
     true
 }
 

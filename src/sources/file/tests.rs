@@ -15,6 +15,7 @@ use super::checkpoint;
 use super::*;
 use crate::cli::RunArgs;
 use crate::config::{load, ConfigFile};
+use crate::pipeline::testing::Events;
 
 fn fast() -> Timing {
     Timing {
@@ -59,7 +60,7 @@ fn logs_config(d: &Dirs, glob: &str, extra: &str) -> LogsConfig {
 }
 
 struct Running {
-    rx: mpsc::Receiver<LogEvent>,
+    rx: Events,
     token: CancellationToken,
     task: JoinHandle<()>,
     checkpointer: Checkpointer,
@@ -79,7 +80,7 @@ fn start_with(config: &LogsConfig, timing: Timing) -> Running {
     let budget = Budget::new(8 << 20);
     let task = tokio::spawn(source.run(budget, tx, token.clone()));
     Running {
-        rx,
+        rx: Events::new(rx),
         token,
         task,
         checkpointer,
@@ -326,7 +327,8 @@ async fn a_full_budget_pauses_reading_until_events_are_done() {
     let source = FileSource::new(&config, NameContext::default())
         .unwrap()
         .with_timing(fast());
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(64);
+    let mut rx = Events::new(rx);
     let token = CancellationToken::new();
     // Room for three events (each 1000 + 26 bytes, its bookkeeping and the per-item overhead).
     let budget = Budget::new(3 * 1250);
@@ -358,7 +360,8 @@ async fn reading_ahead_of_the_acks_stops_at_the_cap_whatever_the_budget() {
     let source = FileSource::new(&config, NameContext::default())
         .unwrap()
         .with_timing(fast());
-    let (tx, mut rx) = mpsc::channel(1024);
+    let (tx, rx) = mpsc::channel(1024);
+    let mut rx = Events::new(rx);
     let token = CancellationToken::new();
     // A budget far larger than the cap: only the cap can stop the reader.
     let budget = Budget::new(64 << 20);
@@ -516,7 +519,8 @@ async fn metric_filters_count_grouped_events_before_the_line_filters_and_publish
         .unwrap()
         .with_timing(fast())
         .with_metrics(metric_tx);
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(64);
+    let mut rx = Events::new(rx);
     let token = CancellationToken::new();
     let task = tokio::spawn(source.run(Budget::new(8 << 20), tx, token.clone()));
     let mut shipped = Vec::new();
