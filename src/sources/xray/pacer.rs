@@ -1,0 +1,279 @@
+//! When the X-Ray source reads: on every readiness, or in paced drains with a pause between.
+//!
+//! Waking up per datagram is what a UDP source costs at moderate rates: every wake-up is an
+//! epoll return, a `recvmmsg` that finds one datagram, one that finds none, a hand-off to the
+//! batcher and a park. Below [`PACE_BELOW_PER_SEC`] the source therefore reads in drains: it
+//! reads until the socket is empty, hands everything to the batcher at once, and sleeps a few
+//! milliseconds on a timer while the kernel queues what arrives. At higher rates wake-ups are
+//! already shared by many datagrams, and a reader that pauses competes with the senders for
+//! the core, so from [`READ_ON_READINESS_FROM_PER_SEC`] up the source reads on readiness, one
+//! `recvmmsg` per wake-up. The rate is measured over windows of at least [`RATE_WINDOW`]; the
+//! two thresholds differ so a rate near one of them does not flip the mode every window.
+//!
+//! The kernel buffer holds the datagrams during a pause, so the pause must stay well below the
+//! time that buffer takes to fill. The pacer watches how much of the buffer each drain found
+//! queued and halves the pause when that is more than a quarter (down to no pause at all: the
+//! readiness mode), and doubles it back when it is less than a sixteenth. It never reads or
+//! sleeps itself; it only decides.
+
+use std::time::{Duration, Instant};
+
+/// The longest pause: at 4,000 datagrams/s it gathers ~20 per drain, and adds at most this
+/// much latency to a segment that then waits up to the batch flush interval anyway.
+pub const MAX_PAUSE: Duration = Duration::from_millis(5);
+
+/// The shortest pause worth a timer (the runtime's timer resolution); below it, no pause.
+pub const MIN_PAUSE: Duration = Duration::from_millis(1);
+
+/// Below this rate (datagrams per second over a window) the source reads in paced drains.
+pub const PACE_BELOW_PER_SEC: u64 = 15_000;
+
+/// From this rate up the source reads on readiness.
+pub const READ_ON_READINESS_FROM_PER_SEC: u64 = 20_000;
+
+/// The shortest window a rate is measured over.
+pub const RATE_WINDOW: Duration = Duration::from_millis(100);
+
+/// What the kernel charges a queued datagram beyond its payload (`skb` truesize), roughly.
+const KERNEL_OVERHEAD_BYTES: usize = 1024;
+
+/// How the source reads now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One read per readiness, the socket watched by the runtime all the time.
+    Readiness,
+    /// Drains with a pause between them; the socket watched only while idle.
+    Paced,
+}
+
+/// What the source does after a drain in the paced mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDrain {
+    /// Sleep this long, then drain again.
+    Pause(Duration),
+    /// The drain found nothing: wait until the socket is readable.
+    Idle,
+    /// The rate or the queue is too high for pauses: switch to reading on readiness.
+    Readiness,
+}
+
+/// The pacing state of one socket.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    mode: Mode,
+    pause: Duration,
+    capacity_bytes: usize,
+    queued_bytes: usize,
+    window_start: Instant,
+    window_datagrams: u64,
+}
+
+impl Pacer {
+    /// A pacer for a socket whose kernel receive buffer is `capacity_bytes` (as the kernel
+    /// reports it); starts paced, at [`MAX_PAUSE`].
+    pub fn new(capacity_bytes: usize, now: Instant) -> Self {
+        Pacer {
+            mode: Mode::Paced,
+            pause: MAX_PAUSE,
+            capacity_bytes,
+            queued_bytes: 0,
+            window_start: now,
+            window_datagrams: 0,
+        }
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Notes one datagram of `len` bytes read.
+    pub fn note(&mut self, len: usize) {
+        self.window_datagrams += 1;
+        self.queued_bytes = self
+            .queued_bytes
+            .saturating_add(len.saturating_add(KERNEL_OVERHEAD_BYTES));
+    }
+
+    /// After a read in the readiness mode: true when the rate fell below
+    /// [`PACE_BELOW_PER_SEC`], and the mode is now paced.
+    pub fn after_read(&mut self, now: Instant) -> bool {
+        self.queued_bytes = 0;
+        match self.rate(now) {
+            Some(rate) if rate < PACE_BELOW_PER_SEC => {
+                self.mode = Mode::Paced;
+                self.pause = MAX_PAUSE;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Called when a drain in the paced mode found the socket empty: what next.
+    pub fn after_drain(&mut self, now: Instant) -> AfterDrain {
+        let queued = std::mem::take(&mut self.queued_bytes);
+        if self
+            .rate(now)
+            .is_some_and(|rate| rate >= READ_ON_READINESS_FROM_PER_SEC)
+        {
+            self.mode = Mode::Readiness;
+            return AfterDrain::Readiness;
+        }
+        if queued == 0 {
+            return AfterDrain::Idle;
+        }
+        if queued.saturating_mul(4) > self.capacity_bytes {
+            self.pause /= 2;
+            if self.pause < MIN_PAUSE {
+                self.mode = Mode::Readiness;
+                return AfterDrain::Readiness;
+            }
+        } else if queued.saturating_mul(16) < self.capacity_bytes {
+            self.pause = (self.pause * 2).clamp(MIN_PAUSE, MAX_PAUSE);
+        }
+        AfterDrain::Pause(self.pause)
+    }
+
+    /// Datagrams per second over the window that just closed; `None` while the window is
+    /// shorter than [`RATE_WINDOW`].
+    fn rate(&mut self, now: Instant) -> Option<u64> {
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed < RATE_WINDOW {
+            return None;
+        }
+        let rate = self.window_datagrams.saturating_mul(1_000_000)
+            / u64::try_from(elapsed.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
+        self.window_start = now;
+        self.window_datagrams = 0;
+        Some(rate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAPACITY: usize = 1 << 20;
+
+    /// A drain of `datagrams` taken `after` the previous one.
+    fn drain(
+        pacer: &mut Pacer,
+        now: &mut Instant,
+        after: Duration,
+        datagrams: usize,
+    ) -> AfterDrain {
+        *now += after;
+        for _ in 0..datagrams {
+            pacer.note(1200);
+        }
+        pacer.after_drain(*now)
+    }
+
+    #[test]
+    fn a_light_load_keeps_the_longest_pause() {
+        let mut now = Instant::now();
+        let mut pacer = Pacer::new(CAPACITY, now);
+        for _ in 0..100 {
+            let next = drain(&mut pacer, &mut now, MAX_PAUSE, 20);
+            assert_eq!(next, AfterDrain::Pause(MAX_PAUSE));
+        }
+        assert_eq!(pacer.mode(), Mode::Paced);
+    }
+
+    #[test]
+    fn a_high_rate_switches_to_readiness_and_a_low_one_back() {
+        let mut now = Instant::now();
+        let mut pacer = Pacer::new(CAPACITY, now);
+        // 22,000/s: 110 datagrams per 5 ms (~23% of the buffer, so the pause alone holds).
+        let mut switched = false;
+        for _ in 0..25 {
+            if drain(&mut pacer, &mut now, MAX_PAUSE, 110) == AfterDrain::Readiness {
+                switched = true;
+                break;
+            }
+        }
+        assert!(switched, "switched within a window or so");
+        assert_eq!(pacer.mode(), Mode::Readiness);
+        // 17,000/s on readiness: above the lower threshold, stays.
+        for _ in 0..3400 {
+            now += Duration::from_nanos(58_824);
+            pacer.note(1200);
+            assert!(!pacer.after_read(now));
+        }
+        // 4,000/s: back to paced once a window closes.
+        let mut paced = false;
+        for _ in 0..500 {
+            now += Duration::from_micros(250);
+            pacer.note(1200);
+            if pacer.after_read(now) {
+                paced = true;
+                break;
+            }
+        }
+        assert!(paced);
+        assert_eq!(pacer.mode(), Mode::Paced);
+    }
+
+    #[test]
+    fn a_filling_buffer_shortens_the_pause_down_to_readiness() {
+        let mut now = Instant::now();
+        let mut pacer = Pacer::new(CAPACITY, now);
+        // 200 × 2,224 B ≈ 42% of the buffer: too close to full, whatever the rate.
+        let step = Duration::from_millis(30);
+        assert_eq!(
+            drain(&mut pacer, &mut now, step, 200),
+            AfterDrain::Pause(MAX_PAUSE / 2)
+        );
+        assert_eq!(
+            drain(&mut pacer, &mut now, step, 200),
+            AfterDrain::Pause(MAX_PAUSE / 4)
+        );
+        assert_eq!(
+            drain(&mut pacer, &mut now, step, 200),
+            AfterDrain::Readiness
+        );
+    }
+
+    #[test]
+    fn the_pause_grows_back_when_the_load_falls() {
+        let mut now = Instant::now();
+        let mut pacer = Pacer::new(CAPACITY, now);
+        let step = Duration::from_millis(30);
+        drain(&mut pacer, &mut now, step, 200);
+        drain(&mut pacer, &mut now, step, 200);
+        assert_eq!(
+            drain(&mut pacer, &mut now, step, 5),
+            AfterDrain::Pause(MAX_PAUSE / 2)
+        );
+        assert_eq!(
+            drain(&mut pacer, &mut now, step, 5),
+            AfterDrain::Pause(MAX_PAUSE)
+        );
+    }
+
+    #[test]
+    fn an_empty_drain_waits_for_readiness_in_the_paced_mode() {
+        let mut now = Instant::now();
+        let mut pacer = Pacer::new(CAPACITY, now);
+        assert_eq!(drain(&mut pacer, &mut now, MAX_PAUSE, 0), AfterDrain::Idle);
+        assert_eq!(pacer.mode(), Mode::Paced);
+    }
+
+    #[test]
+    fn a_tiny_buffer_never_pauses_for_long() {
+        // The common default rmem (212,992 B, reported doubled): 5 ms of 4,000/s is 20
+        // datagrams, ~21% of it, which is kept; anything heavier shortens the pause.
+        let mut now = Instant::now();
+        let mut pacer = Pacer::new(2 * 212_992, now);
+        assert_eq!(
+            drain(&mut pacer, &mut now, MAX_PAUSE, 20),
+            AfterDrain::Pause(MAX_PAUSE)
+        );
+        assert_eq!(
+            drain(&mut pacer, &mut now, MAX_PAUSE, 60),
+            AfterDrain::Pause(MAX_PAUSE / 2)
+        );
+    }
+}
