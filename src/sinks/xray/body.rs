@@ -69,23 +69,32 @@ fn push_document(out: &mut Vec<u8>, document: &str) {
 
 /// Writes `bytes` quoted and escaped into `room` (at least twice as long, plus two); returns
 /// the length written, or `None` for text with a control byte that needs a `\u` escape.
+///
+/// Eight bytes are copied at a time whatever they hold; when the word has a byte to escape,
+/// the output moves on only up to it, the escape is written, and the next word is read from
+/// the byte after it. So the work is per word and per escape, not per byte, and the one
+/// unpredictable branch is taken once per escape.
 fn escape_into(room: &mut [u8], bytes: &[u8]) -> Option<usize> {
     room[0] = b'"';
     let mut at = 1;
-    let mut words = bytes.chunks_exact(8);
-    for word in words.by_ref() {
+    let mut from = 0;
+    while let Some(word) = bytes.get(from..from + 8) {
+        // `at` is at most `2 × from + 1`, so these eight bytes fit in the room.
+        room[at..at + 8].copy_from_slice(word);
         let mut lanes = [0u8; 8];
         lanes.copy_from_slice(word);
-        if marks(u64::from_le_bytes(lanes)) == 0 {
-            room[at..at + 8].copy_from_slice(word);
+        let marks = marks(u64::from_le_bytes(lanes));
+        if marks == 0 {
             at += 8;
+            from += 8;
             continue;
         }
-        for &byte in word {
-            at = push_byte(room, at, byte)?;
-        }
+        // The lowest mark is exact (see [`marks`]): the first byte to escape.
+        let clean = (marks.trailing_zeros() / 8) as usize;
+        at = push_byte(room, at + clean, bytes[from + clean])?;
+        from += clean + 1;
     }
-    for &byte in words.remainder() {
+    for &byte in &bytes[from..] {
         at = push_byte(room, at, byte)?;
     }
     room[at] = b'"';
@@ -108,8 +117,9 @@ fn push_byte(room: &mut [u8], at: usize, byte: u8) -> Option<usize> {
     }
 }
 
-/// Non-zero when `word` holds a `"`, a `\` or a byte below 0x20 (a borrow may mark lanes
-/// above a true match, never without one).
+/// The high bit of every byte lane of `word` (read little-endian) that holds a `"`, a `\`
+/// or a byte below 0x20. A borrow may mark lanes above a true match, never below one, so the
+/// lowest mark is always exact, and no mark means no such byte.
 fn marks(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -176,6 +186,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn text_dense_in_escapes_round_trips(
+            docs in proptest::collection::vec("[a\"\\\\\n\r\té{}:,]{0,40}", 0..5)
+        ) {
+            let body = put_trace_segments_body(docs.iter().map(String::as_str));
+            prop_assert_eq!(decode(&body), docs);
+        }
+
         #[test]
         fn any_text_round_trips(docs in proptest::collection::vec(any::<String>(), 0..5)) {
             let body = put_trace_segments_body(docs.iter().map(String::as_str));
