@@ -25,7 +25,7 @@ use crate::telemetry::{self, RejectReason, COUNTERS};
 pub mod pacer;
 mod scan;
 
-use pacer::{AfterDrain, Pacer};
+use pacer::{AfterDrain, Mode, Pacer};
 
 /// The daemon's protocol header.
 #[derive(Deserialize)]
@@ -112,8 +112,12 @@ pub async fn run(
         tx,
         spill,
     };
-    let Some(mut socket) = unwatch(socket) else {
-        return;
+    let mut socket = match source.pacer.mode() {
+        Mode::Readiness => Socket::Watched(socket),
+        Mode::Paced => match unwatch(socket) {
+            Some(plain) => plain,
+            None => return,
+        },
     };
     let mut next = AfterDrain::Idle;
     loop {
@@ -144,7 +148,7 @@ pub async fn run(
                 if !source.pacer.after_read(Instant::now()) {
                     Socket::Watched(watched)
                 } else {
-                    next = AfterDrain::Pause(pacer::MAX_PAUSE);
+                    next = AfterDrain::Pause(source.pacer.longest_pause());
                     match unwatch(watched) {
                         Some(plain) => plain,
                         None => return,

@@ -11,10 +11,12 @@
 //! two thresholds differ so a rate near one of them does not flip the mode every window.
 //!
 //! The kernel buffer holds the datagrams during a pause, so the pause must stay well below the
-//! time that buffer takes to fill. The pacer watches how much of the buffer each drain found
-//! queued and halves the pause when that is more than a quarter (down to no pause at all: the
-//! readiness mode), and doubles it back when it is less than a sixteenth. It never reads or
-//! sleeps itself; it only decides.
+//! time that buffer takes to fill. The longest pause is what fills a quarter of the buffer at
+//! the readiness threshold (at most [`MAX_PAUSE`]; a buffer too small for [`MIN_PAUSE`] is
+//! never paced), so a burst up to that rate finds room. The pacer also watches how much of the
+//! buffer each drain found queued and halves the pause when that is more than a quarter (down
+//! to no pause at all: the readiness mode), and doubles it back when it is less than a
+//! sixteenth. It never reads or sleeps itself; it only decides.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,10 @@ pub const RATE_WINDOW: Duration = Duration::from_millis(100);
 
 /// What the kernel charges a queued datagram beyond its payload (`skb` truesize), roughly.
 const KERNEL_OVERHEAD_BYTES: usize = 1024;
+
+/// What a typical queued segment costs the kernel buffer: an SDK segment of ~1.2 KB plus
+/// [`KERNEL_OVERHEAD_BYTES`].
+const TYPICAL_QUEUED_BYTES: u64 = 1200 + KERNEL_OVERHEAD_BYTES as u64;
 
 /// How the source reads now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +69,7 @@ pub enum AfterDrain {
 pub struct Pacer {
     mode: Mode,
     pause: Duration,
+    longest_pause: Duration,
     capacity_bytes: usize,
     queued_bytes: usize,
     window_start: Instant,
@@ -71,11 +78,18 @@ pub struct Pacer {
 
 impl Pacer {
     /// A pacer for a socket whose kernel receive buffer is `capacity_bytes` (as the kernel
-    /// reports it); starts paced, at [`MAX_PAUSE`].
+    /// reports it); starts paced at its longest pause, or on readiness when the buffer is too
+    /// small to pace.
     pub fn new(capacity_bytes: usize, now: Instant) -> Self {
+        let longest_pause = longest_pause(capacity_bytes);
         Pacer {
-            mode: Mode::Paced,
-            pause: MAX_PAUSE,
+            mode: if longest_pause.is_some() {
+                Mode::Paced
+            } else {
+                Mode::Readiness
+            },
+            pause: longest_pause.unwrap_or_default(),
+            longest_pause: longest_pause.unwrap_or_default(),
             capacity_bytes,
             queued_bytes: 0,
             window_start: now,
@@ -101,9 +115,9 @@ impl Pacer {
     pub fn after_read(&mut self, now: Instant) -> bool {
         self.queued_bytes = 0;
         match self.rate(now) {
-            Some(rate) if rate < PACE_BELOW_PER_SEC => {
+            Some(rate) if rate < PACE_BELOW_PER_SEC && !self.longest_pause.is_zero() => {
                 self.mode = Mode::Paced;
-                self.pause = MAX_PAUSE;
+                self.pause = self.longest_pause;
                 true
             }
             _ => false,
@@ -130,9 +144,14 @@ impl Pacer {
                 return AfterDrain::Readiness;
             }
         } else if queued.saturating_mul(16) < self.capacity_bytes {
-            self.pause = (self.pause * 2).clamp(MIN_PAUSE, MAX_PAUSE);
+            self.pause = (self.pause * 2).clamp(MIN_PAUSE, self.longest_pause);
         }
         AfterDrain::Pause(self.pause)
+    }
+
+    /// The pause a drain starts from after the switch to the paced mode.
+    pub fn longest_pause(&self) -> Duration {
+        self.longest_pause
     }
 
     /// Datagrams per second over the window that just closed; `None` while the window is
@@ -152,11 +171,22 @@ impl Pacer {
     }
 }
 
+/// The time a quarter of `capacity_bytes` takes to fill with typical segments at
+/// [`READ_ON_READINESS_FROM_PER_SEC`], at most [`MAX_PAUSE`]; `None` below [`MIN_PAUSE`].
+fn longest_pause(capacity_bytes: usize) -> Option<Duration> {
+    let quarter = capacity_bytes as u64 / 4;
+    let micros =
+        quarter.saturating_mul(1_000_000) / (READ_ON_READINESS_FROM_PER_SEC * TYPICAL_QUEUED_BYTES);
+    let pause = Duration::from_micros(micros).min(MAX_PAUSE);
+    (pause >= MIN_PAUSE).then_some(pause)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const CAPACITY: usize = 1 << 20;
+    /// The kernel's figure for the default 4 MiB buffer.
+    const CAPACITY: usize = 8 << 20;
 
     /// A drain of `datagrams` taken `after` the previous one.
     fn drain(
@@ -176,7 +206,7 @@ mod tests {
     fn a_light_load_keeps_the_longest_pause() {
         let mut now = Instant::now();
         let mut pacer = Pacer::new(CAPACITY, now);
-        // 4,000/s: 80 datagrams per 20 ms, ~17% of the buffer.
+        // 4,000/s: 80 datagrams per 20 ms, ~2% of the buffer.
         for _ in 0..100 {
             let next = drain(&mut pacer, &mut now, MAX_PAUSE, 80);
             assert_eq!(next, AfterDrain::Pause(MAX_PAUSE));
@@ -187,7 +217,7 @@ mod tests {
     #[test]
     fn a_high_rate_switches_to_readiness_and_a_low_one_back() {
         let mut now = Instant::now();
-        let mut pacer = Pacer::new(8 * CAPACITY, now);
+        let mut pacer = Pacer::new(CAPACITY, now);
         // 22,000/s: 440 datagrams per 20 ms (~12% of the buffer, so the pause alone holds).
         let mut switched = false;
         for _ in 0..10 {
@@ -222,11 +252,11 @@ mod tests {
     fn a_filling_buffer_shortens_the_pause_down_to_readiness() {
         let mut now = Instant::now();
         let mut pacer = Pacer::new(CAPACITY, now);
-        // 200 × 2,224 B ≈ 42% of the buffer: too close to full, whatever the rate.
-        let step = Duration::from_millis(30);
+        // 1,000 × 2,224 B ≈ 27% of the buffer: too close to full, whatever the rate.
+        let step = Duration::from_millis(200);
         let mut last = MAX_PAUSE;
         for _ in 0..5 {
-            match drain(&mut pacer, &mut now, step, 200) {
+            match drain(&mut pacer, &mut now, step, 1000) {
                 AfterDrain::Pause(pause) => {
                     assert_eq!(pause, last / 2);
                     last = pause;
@@ -242,9 +272,9 @@ mod tests {
     fn the_pause_grows_back_when_the_load_falls() {
         let mut now = Instant::now();
         let mut pacer = Pacer::new(CAPACITY, now);
-        let step = Duration::from_millis(30);
-        drain(&mut pacer, &mut now, step, 200);
-        drain(&mut pacer, &mut now, step, 200);
+        let step = Duration::from_millis(200);
+        drain(&mut pacer, &mut now, step, 1000);
+        drain(&mut pacer, &mut now, step, 1000);
         assert_eq!(
             drain(&mut pacer, &mut now, step, 5),
             AfterDrain::Pause(MAX_PAUSE / 2)
@@ -264,19 +294,22 @@ mod tests {
     }
 
     #[test]
-    fn a_small_buffer_settles_on_a_shorter_pause() {
-        // The common default rmem (212,992 B, reported doubled): 20 ms of 4,000/s is 80
-        // datagrams, ~42% of it, too much; 10 ms (~21%) is kept.
-        let mut now = Instant::now();
-        let mut pacer = Pacer::new(2 * 212_992, now);
-        let mut pause = MAX_PAUSE;
-        for _ in 0..10 {
-            let datagrams = (4_000 * pause.as_micros() / 1_000_000) as usize;
-            match drain(&mut pacer, &mut now, pause, datagrams) {
-                AfterDrain::Pause(next) => pause = next,
-                other => panic!("{other:?}"),
-            }
+    fn a_small_buffer_gets_a_short_pause_and_a_tiny_one_none() {
+        // The common default rmem (212,992 B, reported doubled): a quarter of it fills in
+        // ~2.4 ms at the readiness threshold.
+        let now = Instant::now();
+        let small = Pacer::new(2 * 212_992, now);
+        assert_eq!(small.mode(), Mode::Paced);
+        assert!(small.longest_pause() >= MIN_PAUSE);
+        assert!(small.longest_pause() < Duration::from_millis(3));
+        assert_eq!(Pacer::new(CAPACITY, now).longest_pause(), MAX_PAUSE);
+        let mut tiny = Pacer::new(100_000, now);
+        assert_eq!(tiny.mode(), Mode::Readiness);
+        let mut later = now;
+        for _ in 0..1000 {
+            later += Duration::from_millis(1);
+            tiny.note(1200);
+            assert!(!tiny.after_read(later), "never paced");
         }
-        assert_eq!(pause, MAX_PAUSE / 2);
     }
 }
