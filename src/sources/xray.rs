@@ -130,12 +130,9 @@ pub async fn run(
                 if after != AfterDrain::Readiness {
                     Socket::Plain(plain)
                 } else {
-                    match UdpSocket::from_std(plain) {
-                        Ok(watched) => Socket::Watched(watched),
-                        Err(error) => {
-                            tracing::error!(%error, "Cannot watch the X-Ray UDP socket; the source stops.");
-                            return;
-                        }
+                    match watch(plain) {
+                        Some(watched) => watched,
+                        None => return,
                     }
                 }
             }
@@ -156,6 +153,17 @@ pub async fn run(
                 }
             }
         };
+    }
+}
+
+/// The socket under the runtime's watch, to read on readiness.
+fn watch(socket: std::net::UdpSocket) -> Option<Socket> {
+    match UdpSocket::from_std(socket) {
+        Ok(watched) => Some(Socket::Watched(watched)),
+        Err(error) => {
+            tracing::error!(%error, "Cannot watch the X-Ray UDP socket; the source stops.");
+            None
+        }
     }
 }
 
@@ -227,6 +235,9 @@ impl Source {
             full_reads += 1;
             if full_reads % DRAIN_READS_PER_YIELD == 0 {
                 self.hand_off();
+                if self.pacer.during_drain(Instant::now()) {
+                    return Some(AfterDrain::Readiness);
+                }
                 tokio::task::yield_now().await;
                 if token.is_cancelled() {
                     return None;

@@ -124,6 +124,21 @@ impl Pacer {
         }
     }
 
+    /// Within a long drain in the paced mode: true when the rate reached
+    /// [`READ_ON_READINESS_FROM_PER_SEC`], and the mode is now reading on readiness. A flood
+    /// that keeps the socket from ever coming back empty still switches within a window.
+    pub fn during_drain(&mut self, now: Instant) -> bool {
+        if self
+            .rate(now)
+            .is_some_and(|rate| rate >= READ_ON_READINESS_FROM_PER_SEC)
+        {
+            self.queued_bytes = 0;
+            self.mode = Mode::Readiness;
+            return true;
+        }
+        false
+    }
+
     /// Called when a drain in the paced mode found the socket empty: what next.
     pub fn after_drain(&mut self, now: Instant) -> AfterDrain {
         let queued = std::mem::take(&mut self.queued_bytes);
@@ -246,6 +261,26 @@ mod tests {
         }
         assert!(paced);
         assert_eq!(pacer.mode(), Mode::Paced);
+    }
+
+    #[test]
+    fn a_drain_that_never_ends_switches_to_readiness_within_a_window() {
+        let mut now = Instant::now();
+        let mut pacer = Pacer::new(CAPACITY, now);
+        let mut switched = false;
+        // 125,000/s: 16 datagrams every 128 µs, never an empty read.
+        for _ in 0..1000 {
+            now += Duration::from_micros(128);
+            for _ in 0..16 {
+                pacer.note(1200);
+            }
+            if pacer.during_drain(now) {
+                switched = true;
+                break;
+            }
+        }
+        assert!(switched);
+        assert_eq!(pacer.mode(), Mode::Readiness);
     }
 
     #[test]
