@@ -16,9 +16,11 @@ use std::time::Duration;
 use aws_config::meta::region::ProvideRegion;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_xray::config::SharedAsyncSleep;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{TlsContext, TrustStore};
 use aws_smithy_http_client::{tls, Builder as HttpClientBuilder, Connector};
+use aws_smithy_runtime_api::client::http::HttpConnectorSettings;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use rustls::pki_types::pem::PemObject;
@@ -26,7 +28,9 @@ use rustls::pki_types::CertificateDer;
 
 use crate::config::AwsConfig;
 
+pub(crate) mod credentials;
 mod no_proxy;
+pub(crate) mod sign;
 pub use no_proxy::proxy_for;
 
 /// Why the AWS configuration could not be built.
@@ -71,6 +75,46 @@ pub struct AwsContext {
     pub sdk: SdkConfig,
     /// The region in use.
     pub region: String,
+    /// How the SDK's calls leave the host, for the calls cloudtail makes without the SDK.
+    pub http: HttpSetup,
+}
+
+/// The proxy and extra trusted roots of every AWS call, as the SDK's HTTP client applies them;
+/// the sinks that send their own requests build their connector from the same settings, so
+/// both kinds of call leave the host the same way.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSetup {
+    /// `-p`, or `HTTPS_PROXY`/`HTTP_PROXY` with `NO_PROXY`; `None` to connect directly.
+    proxy: Option<ProxyConfig>,
+    /// The system's roots plus `[aws] ca_bundle` / `AWS_CA_BUNDLE`; `None` for the SDK's
+    /// default trust (the system's roots).
+    tls: Option<TlsContext>,
+}
+
+impl HttpSetup {
+    /// An HTTP connector (rustls with aws-lc, pooled) with these settings, the connector
+    /// `settings` (timeouts) and the runtime's `sleep`: what the SDK builds for its own calls.
+    pub fn connector(
+        &self,
+        settings: Option<&HttpConnectorSettings>,
+        sleep: Option<SharedAsyncSleep>,
+    ) -> Connector {
+        let mut builder = Connector::builder();
+        if let Some(proxy) = &self.proxy {
+            builder = builder.proxy_config(proxy.clone());
+        }
+        builder.set_connector_settings(settings.cloned());
+        if let Some(sleep) = sleep {
+            builder.set_sleep_impl(Some(sleep));
+        }
+        let builder = builder.tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        match &self.tls {
+            Some(context) => builder.tls_context(context.clone()).build(),
+            None => builder.build(),
+        }
+    }
 }
 
 /// How long one attempt may take before it counts as a timeout and is retried.
@@ -106,33 +150,24 @@ pub async fn load(settings: &AwsConfig) -> Result<AwsContext, AwsError> {
         ),
     };
     let ca_bundle = ca_bundle(settings.ca_bundle.as_deref(), from_env)?;
-    if proxy.is_some() || ca_bundle.is_some() {
-        let mut trust = TrustStore::default();
-        if let Some(pem) = ca_bundle {
-            trust = trust.with_pem_certificate(pem);
+    let tls = match ca_bundle {
+        Some(pem) => {
+            let trust = TrustStore::default().with_pem_certificate(pem);
+            let context = TlsContext::builder().with_trust_store(trust).build();
+            Some(context.map_err(|e| AwsError::BadCaBundle {
+                key,
+                path,
+                reason: e.to_string(),
+            })?)
         }
-        let tls_context = TlsContext::builder().with_trust_store(trust).build();
-        let tls_context = tls_context.map_err(|e| AwsError::BadCaBundle {
-            key,
-            path,
-            reason: e.to_string(),
-        })?;
+        None => None,
+    };
+    let http = HttpSetup { proxy, tls };
+    if http.proxy.is_some() || http.tls.is_some() {
+        let setup = http.clone();
         loader = loader.http_client(HttpClientBuilder::new().build_with_connector_fn(
             move |settings, components| {
-                let mut builder = Connector::builder();
-                if let Some(proxy) = &proxy {
-                    builder = builder.proxy_config(proxy.clone());
-                }
-                builder.set_connector_settings(settings.cloned());
-                if let Some(components) = components {
-                    builder.set_sleep_impl(components.sleep_impl());
-                }
-                builder
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::AwsLc,
-                    ))
-                    .tls_context(tls_context.clone())
-                    .build()
+                setup.connector(settings, components.and_then(|c| c.sleep_impl()))
             },
         ));
     }
@@ -143,7 +178,7 @@ pub async fn load(settings: &AwsConfig) -> Result<AwsContext, AwsError> {
     if let Some(role_arn) = &settings.role_arn {
         sdk = assume_role(sdk, role_arn).await;
     }
-    Ok(AwsContext { sdk, region })
+    Ok(AwsContext { sdk, region, http })
 }
 
 /// Region order of the X-Ray daemon: flag/config, environment (and profile), ECS task

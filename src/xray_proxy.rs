@@ -17,9 +17,7 @@
 //! requests finish (bounded by the upstream timeout), closes idle keep-alive connections, and
 //! returns.
 
-mod credentials;
 mod forward;
-mod sign;
 mod upstream;
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::pipeline::spill::{self, Spill};
 use crate::pipeline::traces::{self, TracesSettings};
 use crate::pipeline::Segment;
 use crate::sinks::xray::telemetry_records::{self, Reporter};
+use crate::sinks::xray::transport::Transport;
 use crate::sinks::xray::XraySink;
 use crate::sources::{udp, xray};
 use crate::xray_proxy::{ProxyCounters, ProxyError, ProxyOptions, ProxyTarget, SamplingProxy};
@@ -65,7 +66,12 @@ pub(super) async fn start(
     }
     let source = xray::run(socket, budget, tx, spill, token.child_token());
     tracker.spawn(source);
-    let sink = XraySink::new(client.clone(), xray.retry_max_duration, abort.clone());
+    let transport = Transport::new(aws)
+        .await
+        .map_err(|e| RunError::BadEndpoint {
+            endpoint: e.endpoint,
+        })?;
+    let sink = XraySink::new(Arc::new(transport), xray.retry_max_duration, abort.clone());
     let settings = TracesSettings {
         max_documents: xray.batch_max_documents,
         flush_interval: xray.flush_interval,

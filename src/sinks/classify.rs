@@ -90,7 +90,7 @@ pub fn is_credential_error(status: u16, code: &str) -> bool {
 }
 
 /// A call that got no answer: the cause decides the category; all of them retry.
-fn classify_connector(error: &ConnectorError) -> Verdict {
+pub fn classify_connector(error: &ConnectorError) -> Verdict {
     let chain = error_chain(error);
     let kind = if error.is_timeout() {
         BackendError::Timeout

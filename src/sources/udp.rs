@@ -8,9 +8,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -35,6 +36,14 @@ pub fn bind(address: SocketAddr, receive_buffer_bytes: usize) -> io::Result<UdpS
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     UdpSocket::from_std(socket.into())
+}
+
+/// The kernel's receive buffer of `socket` in its own accounting (Linux reports and charges
+/// double the asked size; each queued datagram is charged its payload plus bookkeeping).
+pub fn receive_buffer_bytes(socket: &impl std::os::fd::AsFd) -> usize {
+    socket2::SockRef::from(socket)
+        .recv_buffer_size()
+        .unwrap_or(0)
 }
 
 /// Asks for the buffer, forcing it past the system maximum when running with CAP_NET_ADMIN;
@@ -82,6 +91,19 @@ fn set_int_option(socket: &Socket, option: libc::c_int, value: usize) -> io::Res
     }
 }
 
+/// Waits until `socket` has a datagram queued, watching it only for the wait. A socket the
+/// runtime watches all the time wakes a runtime thread on every arrival, even while its reader
+/// deliberately lets datagrams gather; registering only while idle keeps those wake-ups to one
+/// per idle period (at the price of two `epoll_ctl` calls).
+pub async fn readable(socket: &std::net::UdpSocket) -> io::Result<()> {
+    let fd = socket.as_fd();
+    // SAFETY: `fd` is borrowed from `socket`, which outlives `watched` (dropped, and so
+    // deregistered, before this function returns), and always names the same open socket.
+    let watched = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+    watched.readable().await?.retain_ready();
+    Ok(())
+}
+
 /// Reusable buffers for batched receives.
 pub struct Receiver {
     buffers: Vec<Box<[u8]>>,
@@ -123,7 +145,21 @@ impl Receiver {
         }
     }
 
-    /// The `i`-th datagram of the last [`Receiver::recv`].
+    /// Reads up to [`BATCH`] datagrams from `socket` without waiting; 0 when none are queued.
+    /// For a socket the runtime does not watch (see [`readable`]): read when the caller
+    /// decides, not on every arrival.
+    pub fn try_recv(&mut self, socket: &std::net::UdpSocket) -> io::Result<usize> {
+        loop {
+            match self.recv_now(socket.as_raw_fd()) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The `i`-th datagram of the last [`Receiver::recv`] or [`Receiver::try_recv`].
     pub fn datagram(&self, i: usize) -> &[u8] {
         &self.buffers[i][..self.lengths[i]]
     }

@@ -9,6 +9,7 @@
 //! spill when there is one, else it is dropped and counted as spillover, as the daemon does.
 
 use std::borrow::Cow;
+use std::time::Instant;
 
 use serde::Deserialize;
 use tokio::net::UdpSocket;
@@ -18,10 +19,13 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::budget::Budget;
 use crate::pipeline::spill::Spill;
 use crate::pipeline::Segment;
-use crate::sources::udp::{Receiver, BATCH};
+use crate::sources::udp::{self, Receiver, BATCH};
 use crate::telemetry::{self, RejectReason, COUNTERS};
 
+pub mod pacer;
 mod scan;
+
+use pacer::{AfterDrain, Mode, Pacer};
 
 /// The daemon's protocol header.
 #[derive(Deserialize)]
@@ -77,9 +81,22 @@ pub fn is_trace_id(s: &str) -> bool {
     s.len() == 35 && s.starts_with(b"1-") && s[10] == b'-' && is_hex(&s[2..10]) && is_hex(&s[11..])
 }
 
-/// Reads datagrams until `token` is cancelled, and hands the accepted documents of each
-/// `recvmmsg` to `tx` together: one hand-off (and at most one wake-up of the batcher) per
-/// read, not per document. Documents that find no memory go to `spill` when there is one.
+/// Full reads in a row within one paced drain before the drain hands off what it gathered and
+/// lets the batcher and senders run: a rate spike is read at full speed until the pacer
+/// switches to reading on readiness, without starving the rest of the pipeline meanwhile.
+const DRAIN_READS_PER_YIELD: usize = 4;
+
+/// The socket, watched by the runtime all the time (reading on readiness) or not (paced).
+enum Socket {
+    Watched(UdpSocket),
+    Plain(std::net::UdpSocket),
+}
+
+/// Reads datagrams until `token` is cancelled and hands the accepted documents to `tx` in
+/// groups, so the batcher wakes once per group, not per document: below the pacer's rate
+/// threshold in paced drains (one group per drain), above it on readiness as a plain reader
+/// (one group per `recvmmsg`). See [`pacer`] for when which. Documents that find no memory go
+/// to `spill` when there is one.
 pub async fn run(
     socket: UdpSocket,
     budget: Budget,
@@ -87,26 +104,173 @@ pub async fn run(
     spill: Option<std::sync::Arc<Spill>>,
     token: CancellationToken,
 ) {
-    let spill = spill.as_deref();
-    let mut receiver = Receiver::new();
-    let mut pending: Vec<Segment> = Vec::with_capacity(BATCH);
+    let mut source = Source {
+        receiver: Receiver::new(),
+        pacer: Pacer::new(udp::receive_buffer_bytes(&socket), Instant::now()),
+        pending: Vec::with_capacity(BATCH * DRAIN_READS_PER_YIELD),
+        budget,
+        tx,
+        spill,
+    };
+    let mut socket = match source.pacer.mode() {
+        Mode::Readiness => Socket::Watched(socket),
+        Mode::Paced => match unwatch(socket) {
+            Some(plain) => plain,
+            None => return,
+        },
+    };
+    let mut next = AfterDrain::Idle;
     loop {
-        let received = tokio::select! {
-            _ = token.cancelled() => return,
-            received = receiver.recv(&socket) => received,
-        };
-        let count = match received {
-            Ok(count) => count,
-            Err(error) => {
-                tracing::warn!(%error, "Reading the X-Ray UDP socket failed.");
-                continue;
+        socket = match socket {
+            Socket::Plain(plain) => {
+                let Some(after) = source.paced_drain(&plain, next, &token).await else {
+                    return;
+                };
+                next = after;
+                if after != AfterDrain::Readiness {
+                    Socket::Plain(plain)
+                } else {
+                    match watch(plain) {
+                        Some(watched) => watched,
+                        None => return,
+                    }
+                }
+            }
+            Socket::Watched(watched) => {
+                let received = tokio::select! {
+                    _ = token.cancelled() => return,
+                    received = source.receiver.recv(&watched) => received,
+                };
+                source.read(received);
+                if !source.pacer.after_read(Instant::now()) {
+                    Socket::Watched(watched)
+                } else {
+                    next = AfterDrain::Pause(source.pacer.longest_pause());
+                    match unwatch(watched) {
+                        Some(plain) => plain,
+                        None => return,
+                    }
+                }
             }
         };
+    }
+}
+
+/// The socket under the runtime's watch, to read on readiness.
+fn watch(socket: std::net::UdpSocket) -> Option<Socket> {
+    match UdpSocket::from_std(socket) {
+        Ok(watched) => Some(Socket::Watched(watched)),
+        Err(error) => {
+            tracing::error!(%error, "Cannot watch the X-Ray UDP socket; the source stops.");
+            None
+        }
+    }
+}
+
+/// The socket without the runtime's watch, so arrivals during a pause wake nobody.
+fn unwatch(socket: UdpSocket) -> Option<Socket> {
+    match socket.into_std() {
+        Ok(plain) => Some(Socket::Plain(plain)),
+        Err(error) => {
+            tracing::error!(%error, "Cannot read the X-Ray UDP socket; the source stops.");
+            None
+        }
+    }
+}
+
+/// The reading side of the source: buffers, pacing, and where documents go.
+struct Source {
+    receiver: Receiver,
+    pacer: Pacer,
+    pending: Vec<Segment>,
+    budget: Budget,
+    tx: mpsc::Sender<Vec<Segment>>,
+    spill: Option<std::sync::Arc<Spill>>,
+}
+
+impl Source {
+    /// One read on readiness: its documents go to the batcher at once.
+    fn read(&mut self, received: std::io::Result<usize>) {
+        match received {
+            Ok(count) => self.take(count),
+            Err(error) => tracing::warn!(%error, "Reading the X-Ray UDP socket failed."),
+        }
+        self.hand_off();
+    }
+
+    /// Waits as `next` says, then reads until the socket is empty and hands what it read to
+    /// the batcher; returns what the pacer says next, `None` once `token` is cancelled.
+    async fn paced_drain(
+        &mut self,
+        socket: &std::net::UdpSocket,
+        next: AfterDrain,
+        token: &CancellationToken,
+    ) -> Option<AfterDrain> {
+        match next {
+            AfterDrain::Pause(pause) => tokio::select! {
+                _ = token.cancelled() => return None,
+                _ = tokio::time::sleep(pause) => {}
+            },
+            AfterDrain::Idle | AfterDrain::Readiness => tokio::select! {
+                _ = token.cancelled() => return None,
+                readable = udp::readable(socket) => if let Err(error) = readable {
+                    tracing::warn!(%error, "Waiting on the X-Ray UDP socket failed.");
+                },
+            },
+        }
+        let mut full_reads = 0;
+        loop {
+            match self.receiver.try_recv(socket) {
+                Ok(count) => {
+                    self.take(count);
+                    if count < BATCH {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Reading the X-Ray UDP socket failed.");
+                    break;
+                }
+            }
+            full_reads += 1;
+            if full_reads % DRAIN_READS_PER_YIELD == 0 {
+                self.hand_off();
+                if self.pacer.during_drain(Instant::now()) {
+                    return Some(AfterDrain::Readiness);
+                }
+                tokio::task::yield_now().await;
+                if token.is_cancelled() {
+                    return None;
+                }
+            }
+        }
+        self.hand_off();
+        Some(self.pacer.after_drain(Instant::now()))
+    }
+
+    /// Counts and validates the `count` datagrams of the last read into `pending`.
+    fn take(&mut self, count: usize) {
+        if count == 0 {
+            return;
+        }
         COUNTERS.xray.received.add(count as u64);
         tracing::trace!(count, "Datagrams received.");
-        pending.extend((0..count).filter_map(|i| accept(receiver.datagram(i), &budget, spill)));
-        COUNTERS.xray.kernel_drops.raise_to(receiver.kernel_drops);
-        hand_off(&mut pending, &tx, spill);
+        let spill = self.spill.as_deref();
+        for i in 0..count {
+            let datagram = self.receiver.datagram(i);
+            self.pacer.note(datagram.len());
+            if let Some(segment) = accept(datagram, &self.budget, spill) {
+                self.pending.push(segment);
+            }
+        }
+        COUNTERS
+            .xray
+            .kernel_drops
+            .raise_to(self.receiver.kernel_drops);
+    }
+
+    fn hand_off(&mut self) {
+        hand_off(&mut self.pending, &self.tx, self.spill.as_deref());
     }
 }
 

@@ -3,7 +3,7 @@
 //! Owns the request rewrite (which headers pass, `Host`, `Content-Length`,
 //! `X-Amzn-Xray-Timestamp`), the body limits, the upstream deadline, the mapping of failures to
 //! `4xx`/`5xx` JSON answers, and the per-request log line and counters.
-//! It talks to the credentials provider, [`super::sign`] and [`super::upstream`].
+//! It talks to the credentials provider, [`crate::aws::sign`] and [`super::upstream`].
 //! It must never pass hop-by-hop headers or the client's `Authorization`/`X-Amz-*` headers
 //! upstream, read more than the body limits, or retry: a failed call is answered, not repeated.
 
@@ -19,11 +19,11 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Body, Incoming};
 
-use super::credentials::CachedCredentials;
-use super::sign::{sign_request, SignError};
 use super::upstream::{Endpoint, UpstreamClient, UpstreamError};
 use super::MAX_RESPONSE_BODY_BYTES;
 use super::{ProxyCounters, ProxyError, ProxyOptions, ProxyTarget, MAX_REQUEST_BODY_BYTES};
+use crate::aws::credentials::CachedCredentials;
+use crate::aws::sign::{sign_request, SignError};
 
 /// The timestamp header the X-Ray daemon adds to every X-Ray call.
 const XRAY_TIMESTAMP: HeaderName = HeaderName::from_static("x-amzn-xray-timestamp");

@@ -4,13 +4,15 @@
 pub mod body;
 pub mod sink;
 pub mod telemetry_records;
+pub mod transport;
 
 pub use sink::XraySink;
 
 use aws_sdk_xray::config::StalledStreamProtectionConfig;
 
-/// The X-Ray client the sinks use: the shared SDK configuration (region, credentials chain,
-/// endpoint, proxy, SDK retries off), with the SDK's stalled-stream protection off as well.
+/// The X-Ray client of `PutTelemetryRecords`: the shared SDK configuration (region,
+/// credentials chain, endpoint, proxy, SDK retries off), with the SDK's stalled-stream
+/// protection off as well (`PutTraceSegments` goes through [`transport`]).
 /// Its bodies are a few small in-memory buffers that an attempt timeout already bounds, so
 /// watching their throughput only adds work to every call.
 pub fn client(sdk: &aws_config::SdkConfig) -> aws_sdk_xray::Client {

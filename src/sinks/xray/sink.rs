@@ -8,19 +8,17 @@
 //! This sink never drops a batch without counting every document in it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_xray::types::UnprocessedTraceSegment;
-use aws_sdk_xray::Client;
-use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::body::put_trace_segments_body;
-use super::{timestamp_now, TIMESTAMP_HEADER};
+use super::transport::{Transport, Unprocessed};
 use crate::pipeline::retry::{Backoff, Retry};
 use crate::pipeline::{Segment, Sink};
-use crate::sinks::classify::{classify, Verdict};
+use crate::sinks::classify::Verdict;
 use crate::telemetry::{self, RejectReason, COUNTERS};
 
 /// At most one log line about unprocessed documents this often (the rest are counted).
@@ -29,7 +27,7 @@ pub const UNPROCESSED_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The `PutTraceSegments` sink.
 #[derive(Clone)]
 pub struct XraySink {
-    client: Client,
+    transport: Arc<Transport>,
     backoff: Backoff,
     retry_max_duration: Duration,
     /// Cancelled when the shutdown deadline passes: retries stop, what is left is counted.
@@ -37,39 +35,25 @@ pub struct XraySink {
 }
 
 impl XraySink {
-    /// A sink over `client`; `abort` ends retries at the shutdown deadline.
-    pub fn new(client: Client, retry_max_duration: Duration, abort: CancellationToken) -> Self {
+    /// A sink over `transport`; `abort` ends retries at the shutdown deadline.
+    pub fn new(
+        transport: Arc<Transport>,
+        retry_max_duration: Duration,
+        abort: CancellationToken,
+    ) -> Self {
         XraySink {
-            client,
+            transport,
             backoff: Backoff::default(),
             retry_max_duration,
             abort,
         }
     }
 
-    /// One `PutTraceSegments` attempt with a body written by [`put_trace_segments_body`]. The
-    /// SDK still resolves the endpoint, signs, sends and parses the answer; the request's
-    /// body is swapped for ours before signing, so the SDK never escapes the documents itself
-    /// and a retry reuses the same bytes.
-    async fn put(&self, body: &Bytes) -> Result<Vec<UnprocessedTraceSegment>, Verdict> {
+    /// One `PutTraceSegments` attempt with a body written by [`put_trace_segments_body`],
+    /// shared (not copied) by every attempt of a batch.
+    async fn put(&self, body: &Bytes) -> Result<Vec<Unprocessed>, Verdict> {
         COUNTERS.xray.put_calls.inc();
-        let body = body.clone();
-        let call = self
-            .client
-            .put_trace_segments()
-            .set_trace_segment_documents(Some(Vec::new()))
-            .customize()
-            .mutate_request(move |request| {
-                let headers = request.headers_mut();
-                headers.insert(TIMESTAMP_HEADER, timestamp_now());
-                headers.insert("content-length", body.len().to_string());
-                *request.body_mut() = SdkBody::from(body.clone());
-            })
-            .send();
-        match call.await {
-            Ok(output) => Ok(output.unprocessed_trace_segments.unwrap_or_default()),
-            Err(error) => Err(classify(&error)),
-        }
+        self.transport.put(body).await
     }
 
     /// Waits before the next attempt; false when the shutdown deadline came first.
@@ -116,7 +100,7 @@ impl Sink<Segment> for XraySink {
     }
 }
 
-fn delivered(batch: &[Segment], unprocessed: &[UnprocessedTraceSegment]) {
+fn delivered(batch: &[Segment], unprocessed: &[Unprocessed]) {
     let rejected = unprocessed.len() as u64;
     COUNTERS
         .xray
@@ -140,7 +124,7 @@ fn give_up(count: u64, why: &str) {
 static LAST_UNPROCESSED_LOG: AtomicU64 = AtomicU64::new(0);
 
 /// Logs the first unprocessed document with its trace id, rate-limited.
-fn log_unprocessed(batch: &[Segment], unprocessed: &[UnprocessedTraceSegment]) {
+fn log_unprocessed(batch: &[Segment], unprocessed: &[Unprocessed]) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

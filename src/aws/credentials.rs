@@ -1,8 +1,9 @@
-//! The proxy's credentials cache: one refresh at a time, ahead of expiry.
+//! The credentials cache of the X-Ray calls cloudtail signs itself (the sampling proxy and
+//! `PutTraceSegments`): one refresh at a time, ahead of expiry.
 //!
 //! The provider the agent hands over may be a bare chain (aws-config's `credentials_provider()`
 //! is not cached: the SDK clients cache identities in their own runtime), and asking IMDS, the
-//! ECS endpoint or STS once per sampling request would be slow and get throttled. So this file
+//! ECS endpoint or STS once per sampling request (or once per batch) would be slow and get throttled. So this file
 //! keeps the last credentials and asks the provider again only when they are within
 //! [`REFRESH_BEFORE_EXPIRY`] of their expiry, or [`NO_EXPIRY_TTL`] old when they carry none.
 //! It talks to the provider only. It must never hand out credentials past their expiry, nor
@@ -29,14 +30,14 @@ struct Entry {
 
 /// The agent's provider behind a small refresh-ahead cache.
 #[derive(Debug)]
-pub(super) struct CachedCredentials {
+pub(crate) struct CachedCredentials {
     provider: SharedCredentialsProvider,
     cached: Mutex<Option<Entry>>,
 }
 
 impl CachedCredentials {
     /// Wraps `provider`; nothing is asked until the first request.
-    pub(super) fn new(provider: SharedCredentialsProvider) -> Self {
+    pub(crate) fn new(provider: SharedCredentialsProvider) -> Self {
         Self {
             provider,
             cached: Mutex::new(None),
@@ -45,7 +46,7 @@ impl CachedCredentials {
 
     /// Current credentials: the cached ones while fresh, else the provider's. When a refresh
     /// fails, the old credentials are still used as long as they have not expired.
-    pub(super) async fn get(&self) -> Result<Credentials, CredentialsError> {
+    pub(crate) async fn get(&self) -> Result<Credentials, CredentialsError> {
         let mut cached = self.cached.lock().await;
         let now = SystemTime::now();
         if let Some(entry) = cached.as_ref().filter(|entry| now < entry.refresh_at) {

@@ -17,11 +17,11 @@ use http::header::{HeaderName, HeaderValue};
 use http::Request;
 
 /// The SigV4 service name of the X-Ray API.
-pub(super) const SERVICE: &str = "xray";
+pub(crate) const SERVICE: &str = "xray";
 
 /// Why a request could not be signed.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum SignError {
+pub(crate) enum SignError {
     /// A header value is not visible ASCII, so it has no canonical form.
     #[error("header `{name}` has a value that cannot be signed")]
     HeaderValue {
@@ -44,7 +44,7 @@ pub(super) enum SignError {
 
 /// Signs `request` for X-Ray in `region` at `time`, adding `authorization`, `x-amz-date` and,
 /// when the credentials carry one, `x-amz-security-token`.
-pub(super) fn sign_request(
+pub(crate) fn sign_request(
     request: &mut Request<Bytes>,
     credentials: &Credentials,
     region: &str,
