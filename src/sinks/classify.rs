@@ -129,7 +129,8 @@ pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
     text
 }
 
-fn verdict(retry: Retry, kind: BackendError, detail: &str) -> Verdict {
+/// A verdict with `detail` as its text.
+pub fn verdict(retry: Retry, kind: BackendError, detail: &str) -> Verdict {
     Verdict {
         retry,
         kind,

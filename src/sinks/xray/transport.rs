@@ -37,7 +37,7 @@ use crate::aws::credentials::CachedCredentials;
 use crate::aws::sign::sign_request;
 use crate::aws::{AwsContext, HttpSetup};
 use crate::pipeline::retry::Retry;
-use crate::sinks::classify::{classify_connector, classify_status, error_chain, Verdict};
+use crate::sinks::classify::{classify_connector, classify_status, error_chain, verdict, Verdict};
 use crate::telemetry::BackendError;
 
 /// How long one attempt may take (credentials, connect, send, answer) before it counts as a
@@ -276,14 +276,6 @@ fn error_verdict(status: u16, error_type: Option<&str>, body: &[u8]) -> Verdict 
 fn sanitize_error_code(code: &str) -> &str {
     let code = code.split_once(':').map_or(code, |(head, _)| head);
     code.split_once('#').map_or(code, |(_, tail)| tail)
-}
-
-fn verdict(retry: Retry, kind: BackendError, detail: &str) -> Verdict {
-    Verdict {
-        retry,
-        kind,
-        detail: detail.to_string(),
-    }
 }
 
 #[cfg(test)]
