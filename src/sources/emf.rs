@@ -403,7 +403,7 @@ pub async fn run_udp(
                 handoff.push_now(item, &budget, &outputs, spill);
             }
         }
-        handoff.flush_now(&outputs);
+        handoff.flush_now(&outputs, spill);
     }
 }
 

@@ -157,11 +157,20 @@ impl Handoff {
         }
     }
 
-    /// Sends what the channels have room for now; drops and counts the rest.
-    pub(super) fn flush_now(&mut self, outputs: &EmfOutputs) {
+    /// Sends what the channels have room for now. Log events that find the channel full go to
+    /// `spill` when there is one (in order: later events queue behind them there, see
+    /// [`Handoff::push_now`]); the rest are dropped and counted.
+    pub(super) fn flush_now(&mut self, outputs: &EmfOutputs, spill: Option<&Spill>) {
         if let Some(tx) = &outputs.logs {
-            for _ in 0..send_group_now(tx, &mut self.logs) {
-                telemetry::emf_dropped(EmfDropReason::Channel);
+            for event in send_group_now(tx, &mut self.logs) {
+                let spilled = spill.is_some_and(|spill| {
+                    let record =
+                        spilled::encode(event.timestamp_ms, &event.destination, &event.message);
+                    spill.append(&record)
+                });
+                if !spilled {
+                    telemetry::emf_dropped(EmfDropReason::Channel);
+                }
             }
         }
         if let Some(tx) = &outputs.metrics {
@@ -207,16 +216,16 @@ async fn send_group(tx: &mpsc::Sender<Vec<LogEvent>>, events: &mut Vec<LogEvent>
     }
 }
 
-/// Sends the log events of one read as one group if the channel has room now; returns how
-/// many did not go (all or none). Leaves `events` empty.
-fn send_group_now(tx: &mpsc::Sender<Vec<LogEvent>>, events: &mut Vec<LogEvent>) -> usize {
+/// Sends the log events of one read as one group if the channel has room now; returns the
+/// events that did not go (all or none). Leaves `events` empty.
+fn send_group_now(tx: &mpsc::Sender<Vec<LogEvent>>, events: &mut Vec<LogEvent>) -> Vec<LogEvent> {
     if events.is_empty() {
-        return 0;
+        return Vec::new();
     }
     let group = std::mem::replace(events, Vec::with_capacity(events.len()));
     match tx.try_send(group) {
-        Ok(()) => 0,
-        Err(error) => error.into_inner().len(),
+        Ok(()) => Vec::new(),
+        Err(error) => error.into_inner(),
     }
 }
 
