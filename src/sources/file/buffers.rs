@@ -9,7 +9,7 @@
 //! One pool for all tailers, holding at most [`KEPT`] buffers: what is kept does not grow
 //! with the number of files. A file's read-ahead is returned a few calls at a time, out of
 //! order, and the reader takes it again in one go when the oldest call lands: a smaller pool
-//! let most buffers go and mapped new ones (a twentieth of the CPU at full speed). Buffers
+//! let most buffers go and mapped new ones (an eighth of the CPU at full speed). Buffers
 //! idle for [`IDLE`] are let go when a tailer finds its file's end, so a quiet agent holds
 //! none. Buffers in use are counted by the memory budget through their lines (each line is
 //! charged its length, and the lines of a full read cover all of it).
