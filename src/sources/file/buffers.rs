@@ -6,8 +6,8 @@
 //! again: a new buffer of that size is a fresh mapping whose pages the kernel must fault in
 //! and zero on every read.
 //!
-//! One pool for all tailers, holding at most [`KEPT`] buffers: what is kept does not grow
-//! with the number of files. A file's read-ahead is returned a few calls at a time, out of
+//! One pool for all tailers, holding at most [`KEPT`] buffers, fewer under a small memory
+//! budget ([`kept_for_budget`]): what is kept does not grow with the number of files. A file's read-ahead is returned a few calls at a time, out of
 //! order, and the reader takes it again in one go when the oldest call lands: a smaller pool
 //! let most buffers go and mapped new ones (an eighth of the CPU at full speed). Buffers
 //! idle for [`IDLE`] are let go when a tailer finds its file's end, so a quiet agent holds
@@ -27,16 +27,27 @@ pub const KEPT: usize = (MAX_UNACKED_BYTES as usize) / READ_BYTES;
 /// How long a buffer may wait for a read before [`ReadBuffers::trim`] lets it go.
 pub const IDLE: Duration = Duration::from_secs(5);
 
+/// Buffers kept for a memory budget of `budget_bytes`: a thirty-second of it, at least 2 and
+/// at most [`KEPT`]. Free buffers are memory the budget does not count; with fifty files
+/// draining a 32 MiB budget after an outage, 16 kept buffers put the peak over the ceiling.
+pub fn kept_for_budget(budget_bytes: usize) -> usize {
+    (budget_bytes / 32 / READ_BYTES).clamp(2, KEPT)
+}
+
 /// The free buffers, shared by every tailer of a file source.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReadBuffers {
     free: Mutex<Vec<(Vec<u8>, Instant)>>,
+    kept: usize,
 }
 
 impl ReadBuffers {
-    /// An empty pool.
-    pub fn new() -> Arc<Self> {
-        Arc::new(ReadBuffers::default())
+    /// An empty pool that keeps up to `kept` buffers.
+    pub fn new(kept: usize) -> Arc<Self> {
+        Arc::new(ReadBuffers {
+            free: Mutex::new(Vec::new()),
+            kept,
+        })
     }
 
     /// A buffer to read into: a returned one if any, else an empty one (the read sizes it).
@@ -47,13 +58,13 @@ impl ReadBuffers {
             .unwrap_or_default()
     }
 
-    /// Keeps `buffer` for a later read if fewer than [`KEPT`] wait (its bytes are stale).
+    /// Keeps `buffer` for a later read if fewer than the pool keeps wait (its bytes are stale).
     pub fn give_back(&self, buffer: Vec<u8>) {
         if buffer.capacity() == 0 {
             return;
         }
         let mut free = self.lock();
-        if free.len() < KEPT {
+        if free.len() < self.kept {
             free.push((buffer, Instant::now()));
         }
     }
@@ -119,7 +130,7 @@ mod tests {
 
     #[test]
     fn a_buffer_comes_back_when_its_last_slice_is_dropped() {
-        let pool = ReadBuffers::new();
+        let pool = ReadBuffers::new(KEPT);
         let mut buffer = pool.take();
         buffer.resize(1024, b'x');
         let address = buffer.as_ptr();
@@ -145,7 +156,7 @@ mod tests {
 
     #[test]
     fn at_most_kept_buffers_wait_whatever_the_number_of_readers() {
-        let pool = ReadBuffers::new();
+        let pool = ReadBuffers::new(KEPT);
         let shared: Vec<Bytes> = (0..KEPT + 3)
             .map(|_| pool.share(vec![0u8; 64], 64))
             .collect();
@@ -156,8 +167,19 @@ mod tests {
     }
 
     #[test]
+    fn a_small_budget_keeps_fewer_buffers() {
+        assert_eq!(kept_for_budget(32 << 20), 4);
+        assert_eq!(kept_for_budget(1 << 20), 2);
+        assert_eq!(kept_for_budget(1 << 30), KEPT);
+        let pool = ReadBuffers::new(kept_for_budget(32 << 20));
+        let shared: Vec<Bytes> = (0..8).map(|_| pool.share(vec![0u8; 64], 64)).collect();
+        drop(shared);
+        assert_eq!(pool.kept(), 4);
+    }
+
+    #[test]
     fn idle_buffers_are_let_go_by_trim() {
-        let pool = ReadBuffers::new();
+        let pool = ReadBuffers::new(KEPT);
         pool.give_back(vec![0u8; 64]);
         pool.trim();
         assert_eq!(pool.kept(), 1, "a fresh buffer stays");
@@ -167,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_buffer_outliving_its_pool_is_simply_freed() {
-        let pool = ReadBuffers::new();
+        let pool = ReadBuffers::new(KEPT);
         let shared = pool.share(vec![1u8; 8], 4);
         drop(pool);
         assert_eq!(&shared[..], &[1, 1, 1, 1]);

@@ -182,7 +182,7 @@ impl FileSource {
             registry,
             timing: Timing::default(),
             read_slots: Arc::new(tokio::sync::Semaphore::new(tailer::READ_SLOTS)),
-            read_buffers: buffers::ReadBuffers::new(),
+            read_buffers: buffers::ReadBuffers::new(buffers::KEPT),
             metrics: None,
             metric_filter_interval: config.metric_filter_interval,
             reloads: None,
@@ -234,6 +234,8 @@ impl FileSource {
     ) {
         let slots = tailer::read_slots_for_budget(budget.total_bytes());
         self.read_slots = Arc::new(tokio::sync::Semaphore::new(slots));
+        self.read_buffers =
+            buffers::ReadBuffers::new(buffers::kept_for_budget(budget.total_bytes()));
         let metrics = self.metrics.take();
         let mut reloads = self.reloads.take();
         let entries = std::mem::take(&mut self.entries);
