@@ -114,10 +114,17 @@ impl CloudWatchLogsSink {
 
     /// Caps the bytes of request copies in flight at `bytes` (see
     /// [`request_memory_for_budget`]).
+    /// The body buffers kept between calls come out of the same allowance: one per full
+    /// request it holds (at least one, at most the calls a stream has in flight), so a small
+    /// budget keeps few.
     pub fn with_request_memory(mut self, bytes: usize) -> Self {
         let bytes = bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         self.copies = Arc::new(Semaphore::new(bytes));
         self.copies_limit = bytes;
+        let keep = (bytes / (2 * MAX_REQUEST_BYTES)).clamp(1, self.inner.concurrency);
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.bodies = BodyBuffers::new(keep);
+        }
         self
     }
 
