@@ -8,7 +8,7 @@
 //! pages that are already there.
 //!
 //! Bounded on both sides: at most `keep` buffers wait here (the calls one stream may have in
-//! flight), only buffers worth keeping (at least [`MIN_KEPT_BYTES`]) are kept, and a buffer
+//! flight, fewer under a small memory budget), only buffers worth keeping (at least [`MIN_KEPT_BYTES`]) are kept, and a buffer
 //! that waited longer than [`IDLE`] is let go at the next call, large or small, so an agent
 //! whose traffic falls to a trickle returns the memory instead of holding a burst's buffers
 //! (an agent that stops sending altogether keeps them until its next call).
