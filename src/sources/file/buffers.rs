@@ -11,8 +11,13 @@
 //! order, and the reader takes it again in one go when the oldest call lands: a smaller pool
 //! let most buffers go and mapped new ones (an eighth of the CPU at full speed). Buffers
 //! idle for [`IDLE`] are let go when a tailer finds its file's end, so a quiet agent holds
-//! none. Buffers in use are counted by the memory budget through their lines (each line is
-//! charged its length, and the lines of a full read cover all of it).
+//! none.
+//!
+//! A buffer in use holds a budget charge for all of it, given back with the buffer when its
+//! last line is gone, and its lines are charged nothing for their text. Charging each line
+//! its length let go of a buffer's bytes while it still lived: the first lines of a read
+//! land in one call and the rest in the next, and with fifty streams draining after an
+//! outage those buffers held megabytes that the budget no longer counted.
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -20,6 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::tailer::{MAX_UNACKED_BYTES, READ_BYTES};
+use crate::pipeline::budget::Permit;
 
 /// Buffers kept for the next reads, at most: one file's read-ahead (4 MiB).
 pub const KEPT: usize = (MAX_UNACKED_BYTES as usize) / READ_BYTES;
@@ -83,12 +89,14 @@ impl ReadBuffers {
     }
 
     /// The first `len` bytes of `buffer` as shared `Bytes`; the buffer comes back to this
-    /// pool when the last slice of them is dropped.
-    pub fn share(self: &Arc<Self>, buffer: Vec<u8>, len: usize) -> Bytes {
+    /// pool, and `charge` (the budget's hold on the whole buffer) is given back, when the
+    /// last slice of them is dropped.
+    pub fn share(self: &Arc<Self>, buffer: Vec<u8>, len: usize, charge: Permit) -> Bytes {
         Bytes::from_owner(Returning {
             len: len.min(buffer.len()),
             buffer,
             pool: Arc::downgrade(self),
+            _charge: charge,
         })
     }
 
@@ -103,11 +111,12 @@ impl ReadBuffers {
     }
 }
 
-/// Owns a shared read buffer; gives it back to its pool when dropped.
+/// Owns a shared read buffer and its budget charge; gives both back when dropped.
 struct Returning {
     buffer: Vec<u8>,
     len: usize,
     pool: Weak<ReadBuffers>,
+    _charge: Permit,
 }
 
 impl AsRef<[u8]> for Returning {
@@ -127,6 +136,14 @@ impl Drop for Returning {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::budget::Budget;
+
+    /// A charge of `bytes` from a budget of its own.
+    fn charge(bytes: usize) -> Permit {
+        Budget::new(1 << 20)
+            .try_acquire(bytes)
+            .expect("fits an empty budget")
+    }
 
     #[test]
     fn a_buffer_comes_back_when_its_last_slice_is_dropped() {
@@ -134,7 +151,7 @@ mod tests {
         let mut buffer = pool.take();
         buffer.resize(1024, b'x');
         let address = buffer.as_ptr();
-        let shared = pool.share(buffer, 10);
+        let shared = pool.share(buffer, 10, charge(1024));
         let line = shared.slice(2..5);
         drop(shared);
         assert_eq!(pool.kept(), 0, "a line still holds it");
@@ -158,7 +175,7 @@ mod tests {
     fn at_most_kept_buffers_wait_whatever_the_number_of_readers() {
         let pool = ReadBuffers::new(KEPT);
         let shared: Vec<Bytes> = (0..KEPT + 3)
-            .map(|_| pool.share(vec![0u8; 64], 64))
+            .map(|_| pool.share(vec![0u8; 64], 64, charge(64)))
             .collect();
         drop(shared);
         assert_eq!(pool.kept(), KEPT);
@@ -172,7 +189,9 @@ mod tests {
         assert_eq!(kept_for_budget(1 << 20), 2);
         assert_eq!(kept_for_budget(1 << 30), KEPT);
         let pool = ReadBuffers::new(kept_for_budget(32 << 20));
-        let shared: Vec<Bytes> = (0..8).map(|_| pool.share(vec![0u8; 64], 64)).collect();
+        let shared: Vec<Bytes> = (0..8)
+            .map(|_| pool.share(vec![0u8; 64], 64, charge(64)))
+            .collect();
         drop(shared);
         assert_eq!(pool.kept(), 4);
     }
@@ -190,8 +209,30 @@ mod tests {
     #[test]
     fn a_buffer_outliving_its_pool_is_simply_freed() {
         let pool = ReadBuffers::new(KEPT);
-        let shared = pool.share(vec![1u8; 8], 4);
+        let shared = pool.share(vec![1u8; 8], 4, charge(8));
         drop(pool);
         assert_eq!(&shared[..], &[1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn the_whole_buffer_stays_charged_until_its_last_line_is_gone() {
+        let budget = Budget::new(1 << 20);
+        let pool = ReadBuffers::new(KEPT);
+        let held = budget.try_acquire(4096).expect("fits");
+        let charged = budget.in_use_bytes();
+        assert!(charged >= 4096);
+        let shared = pool.share(vec![b'a'; 4096], 4096, held);
+        let first = shared.slice(0..10);
+        let last = shared.slice(4000..4096);
+        drop(shared);
+        drop(first);
+        assert_eq!(
+            budget.in_use_bytes(),
+            charged,
+            "one line still holds the buffer, so all of it stays charged"
+        );
+        drop(last);
+        assert_eq!(budget.in_use_bytes(), 0);
+        assert_eq!(pool.kept(), 1);
     }
 }

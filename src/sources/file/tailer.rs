@@ -345,22 +345,36 @@ impl Tail {
     }
 
     /// Ships the events a read completes. A read of at least half a buffer of UTF-8 text is
-    /// shared by its lines (`buffers.rs`): no line is copied or allocated on its own, and
-    /// their charges to the budget add up to at least half the buffer they hold. A shorter
-    /// read (the end of a file that grows slowly) is copied line by line and its buffer read
-    /// into again, so that a few short lines never hold a whole buffer. `false`: stopped.
+    /// shared by its lines (`buffers.rs`): no line is copied or allocated on its own, and the
+    /// budget is charged for the whole buffer until its last line is gone. A shorter read
+    /// (the end of a file that grows slowly) is copied line by line and its buffer read into
+    /// again, so that a few short lines never hold a whole buffer. `false`: stopped.
     async fn feed_chunk(&mut self, chunk: Chunk, sender: &Sender<'_>) -> bool {
         if chunk.len < SHARE_MIN_BYTES || self.spec.rules.encoding != Encoding::Utf8 {
-            let fed = self.feed(chunk.bytes(), sender).await;
-            self.buffer = chunk.buf;
-            return fed;
+            return self.feed_copied(chunk, sender).await;
         }
-        let shared = self.spec.read_buffers.share(chunk.buf, chunk.len);
+        let charge = tokio::select! {
+            _ = sender.token.cancelled() => return false,
+            charge = sender.budget.acquire(chunk.buf.capacity()) => charge,
+        };
+        let Some(charge) = charge else {
+            // A budget smaller than one buffer (not one the config accepts): copy instead.
+            return self.feed_copied(chunk, sender).await;
+        };
+        let shared = self.spec.read_buffers.share(chunk.buf, chunk.len, charge);
         let mut lines = Vec::new();
         self.reader.feed_shared(&shared, &mut lines);
         drop(shared);
         let events = self.prepare(lines, false);
         ship(events, &self.spec.destination, sender, &mut self.handed).await
+    }
+
+    /// Ships the events of `chunk` as lines of their own, and keeps its buffer for the next
+    /// read. `false`: stopped.
+    async fn feed_copied(&mut self, chunk: Chunk, sender: &Sender<'_>) -> bool {
+        let fed = self.feed(chunk.bytes(), sender).await;
+        self.buffer = chunk.buf;
+        fed
     }
 
     /// Hands the read buffer back to the pool (the tailer waits and holds none meanwhile).
@@ -612,7 +626,7 @@ fn group_sizes(events: &[Ready], max_events: usize, max_bytes: usize) -> Vec<Gro
     let mut groups: Vec<Group> = Vec::new();
     for event in events {
         let size =
-            event.message.memory_bytes() + LOG_EVENT_OVERHEAD_BYTES + EVENT_BOOKKEEPING_BYTES;
+            event.message.own_memory_bytes() + LOG_EVENT_OVERHEAD_BYTES + EVENT_BOOKKEEPING_BYTES;
         match groups.last_mut() {
             Some(group) if group.events < max_events && group.bytes + size <= max_bytes => {
                 group.events += 1;
