@@ -33,7 +33,7 @@ use super::registry::{lock, Shared};
 use super::timestamp::TimestampParser;
 use crate::config::Encoding;
 use crate::pipeline::ack::{Ack, AckTracker, Registrar};
-use crate::pipeline::budget::Budget;
+use crate::pipeline::budget::{Budget, Permit};
 use crate::pipeline::{now_ms, Destination, LogEvent, Message, LOG_EVENT_OVERHEAD_BYTES};
 use crate::telemetry::{self, COUNTERS};
 
@@ -57,16 +57,17 @@ const SHIP_GROUP_EVENTS: usize = 256;
 /// Most bytes (as PutLogEvents counts them) queued with one budget permit.
 const SHIP_GROUP_BYTES: usize = 256 * 1024;
 
-/// Tailers that may hold a read chunk (and its decoded lines) at once, at most. When AWS is
-/// slow, many tailers wait for budget with a chunk in hand; the slots cap that memory at about
-/// slots × 2 × [`READ_BYTES`] however many files are tailed. Idle tailers hold none.
+/// Tailers that may hold a read chunk (and its decoded lines) at once, at most. A chunk's
+/// buffer is charged to the budget before the read (`Tail::charge_read`); the slots bound
+/// what is not (the lists of lines and events between the read and the queue) and how many
+/// blocking threads reads occupy, however many files are tailed. Idle tailers hold none.
 pub const READ_SLOTS: usize = 16;
 
-/// Read slots for a memory budget of `budget_bytes`: chunks in hand are memory the budget does
-/// not count yet, so they get an allowance of a sixteenth of it (as the logs sink's request
-/// copies do), at least two slots and at most [`READ_SLOTS`]. A file reads through one slot at
-/// a time, so this never slows a single file; with 50 files draining a full 32 MB budget, 16
-/// slots held about 3 MB more than 4 do (peak RSS, release binary).
+/// Read slots for a memory budget of `budget_bytes`: a sixteenth of it in chunks of
+/// 2 × [`READ_BYTES`] (as the logs sink's request copies get a sixteenth), at least two slots
+/// and at most [`READ_SLOTS`]. A file reads through one slot at a time, so this never slows a
+/// single file; with 50 files draining a full 32 MB budget, 16 slots held about 3 MB more than
+/// 4 did when chunks in hand were not charged (peak RSS, release binary).
 pub fn read_slots_for_budget(budget_bytes: usize) -> usize {
     (budget_bytes / 16 / (2 * READ_BYTES)).clamp(2, READ_SLOTS)
 }
@@ -257,8 +258,8 @@ impl Tail {
             if sender.token.is_cancelled() || !self.wait_for_acks(sender).await {
                 return ExitReason::Stopped;
             }
-            // Holding a read slot from the read until the chunk's events are queued bounds
-            // the memory of tailers waiting for budget to one chunk per read slot.
+            // A read slot is held from before the read until the chunk's events are queued,
+            // and the chunk's buffer is charged to the budget before it is read into.
             let size = self.spec.file.metadata().map(|m| m.len()).ok();
             if size.is_some_and(|size| size != self.reader.offset() && self.rewritten(size)) {
                 if !self.read_copy(sender).await {
@@ -284,6 +285,14 @@ impl Tail {
             } else {
                 None
             };
+            let charge = if has_data {
+                match self.charge_read(sender).await {
+                    Some(charge) => charge,
+                    None => return ExitReason::Stopped,
+                }
+            } else {
+                None
+            };
             let buffer = match std::mem::take(&mut self.buffer) {
                 buffer if buffer.capacity() > 0 => buffer,
                 _ => self.spec.read_buffers.take(),
@@ -303,7 +312,7 @@ impl Tail {
                 self.spec.read_buffers.trim();
             } else {
                 last_data = Instant::now();
-                if !self.feed_chunk(chunk, sender).await {
+                if !self.feed_chunk(chunk, charge, sender).await {
                     return ExitReason::Stopped;
                 }
             }
@@ -344,22 +353,42 @@ impl Tail {
         }
     }
 
-    /// Ships the events a read completes. A read of at least half a buffer of UTF-8 text is
-    /// shared by its lines (`buffers.rs`): no line is copied or allocated on its own, and the
-    /// budget is charged for the whole buffer until its last line is gone. A shorter read
-    /// (the end of a file that grows slowly) is copied line by line and its buffer read into
-    /// again, so that a few short lines never hold a whole buffer. `false`: stopped.
-    async fn feed_chunk(&mut self, chunk: Chunk, sender: &Sender<'_>) -> bool {
-        if chunk.len < SHARE_MIN_BYTES || self.spec.rules.encoding != Encoding::Utf8 {
-            return self.feed_copied(chunk, sender).await;
+    /// The budget's charge for the buffer of the next read, taken before reading: what the
+    /// budget cannot hold stays in the file, and a tailer waiting here holds no buffer.
+    /// `Some(None)`: a budget too small for a whole buffer (reads go uncharged until their
+    /// lines are queued); `None`: stopped.
+    async fn charge_read(&mut self, sender: &Sender<'_>) -> Option<Option<Permit>> {
+        if let Some(charge) = sender.budget.try_acquire(READ_BYTES) {
+            return Some(Some(charge));
         }
-        let charge = tokio::select! {
-            _ = sender.token.cancelled() => return false,
-            charge = sender.budget.acquire(chunk.buf.capacity()) => charge,
-        };
-        let Some(charge) = charge else {
-            // A budget smaller than one buffer (not one the config accepts): copy instead.
-            return self.feed_copied(chunk, sender).await;
+        self.release_buffer();
+        tokio::select! {
+            _ = sender.token.cancelled() => None,
+            charge = sender.budget.acquire(READ_BYTES) => Some(charge),
+        }
+    }
+
+    /// Ships the events a read completes. `charge` holds the read's buffer from the budget.
+    /// A read of at least half a buffer of UTF-8 text is shared by its lines (`buffers.rs`),
+    /// and the charge goes with the buffer until its last line is gone: no line is copied or
+    /// allocated on its own. A shorter read (the end of a file that grows slowly) is copied
+    /// line by line, so that a few short lines never hold a whole buffer; its lines are
+    /// charged on their own and the buffer's charge is let go once they are. `false`: stopped.
+    async fn feed_chunk(
+        &mut self,
+        chunk: Chunk,
+        charge: Option<Permit>,
+        sender: &Sender<'_>,
+    ) -> bool {
+        let shareable = chunk.len >= SHARE_MIN_BYTES && self.spec.rules.encoding == Encoding::Utf8;
+        let charge = match charge {
+            Some(charge) if shareable => charge,
+            charge => {
+                let fed = self.feed(chunk.bytes(), sender).await;
+                self.buffer = chunk.buf;
+                drop(charge);
+                return fed;
+            }
         };
         let shared = self.spec.read_buffers.share(chunk.buf, chunk.len, charge);
         let mut lines = Vec::new();
@@ -367,14 +396,6 @@ impl Tail {
         drop(shared);
         let events = self.prepare(lines, false);
         ship(events, &self.spec.destination, sender, &mut self.handed).await
-    }
-
-    /// Ships the events of `chunk` as lines of their own, and keeps its buffer for the next
-    /// read. `false`: stopped.
-    async fn feed_copied(&mut self, chunk: Chunk, sender: &Sender<'_>) -> bool {
-        let fed = self.feed(chunk.bytes(), sender).await;
-        self.buffer = chunk.buf;
-        fed
     }
 
     /// Hands the read buffer back to the pool (the tailer waits and holds none meanwhile).
@@ -715,6 +736,8 @@ async fn read_at(file: &Arc<File>, offset: u64, mut buf: Vec<u8>) -> std::io::Re
     let file = Arc::clone(file);
     let task = tokio::task::spawn_blocking(move || {
         if buf.len() < want {
+            // Exactly `want`: the budget charged a buffer of at most `READ_BYTES`.
+            buf.reserve_exact(want - buf.len());
             buf.resize(want, 0);
         }
         loop {
