@@ -34,16 +34,25 @@ pub const KEPT: usize = (MAX_UNACKED_BYTES as usize) / READ_BYTES;
 pub const IDLE: Duration = Duration::from_secs(5);
 
 /// Buffers kept for a memory budget of `budget_bytes`: a thirty-second of it, at least 2 and
-/// at most [`KEPT`]. Free buffers are memory the budget does not count; with fifty files
-/// draining a 32 MiB budget after an outage, 16 kept buffers put the peak over the ceiling.
+/// at most [`KEPT`]. A kept buffer keeps its charge, so what waits here is bytes the events
+/// cannot have; with fifty files draining a 32 MiB budget after an outage, 16 kept buffers
+/// (then uncharged) put the peak over the ceiling.
 pub fn kept_for_budget(budget_bytes: usize) -> usize {
     (budget_bytes / 32 / READ_BYTES).clamp(2, KEPT)
+}
+
+/// A free buffer and the budget's hold on it.
+#[derive(Debug)]
+struct Kept {
+    buffer: Vec<u8>,
+    charge: Permit,
+    since: Instant,
 }
 
 /// The free buffers, shared by every tailer of a file source.
 #[derive(Debug)]
 pub struct ReadBuffers {
-    free: Mutex<Vec<(Vec<u8>, Instant)>>,
+    free: Mutex<Vec<Kept>>,
     kept: usize,
 }
 
@@ -56,27 +65,29 @@ impl ReadBuffers {
         })
     }
 
-    /// A buffer to read into: a returned one if any, else an empty one (the read sizes it).
-    pub fn take(&self) -> Vec<u8> {
-        self.lock()
-            .pop()
-            .map(|(buffer, _)| buffer)
-            .unwrap_or_default()
+    /// A returned buffer to read into, with its charge, if one waits.
+    pub fn take(&self) -> Option<(Vec<u8>, Permit)> {
+        self.lock().pop().map(|kept| (kept.buffer, kept.charge))
     }
 
-    /// Keeps `buffer` for a later read if fewer than the pool keeps wait (its bytes are stale).
-    pub fn give_back(&self, buffer: Vec<u8>) {
+    /// Keeps `buffer` and its `charge` for a later read if fewer than the pool keeps wait
+    /// (its bytes are stale); else both are let go.
+    pub fn keep(&self, buffer: Vec<u8>, charge: Permit) {
         if buffer.capacity() == 0 {
             return;
         }
         let mut free = self.lock();
         if free.len() < self.kept {
-            free.push((buffer, Instant::now()));
+            free.push(Kept {
+                buffer,
+                charge,
+                since: Instant::now(),
+            });
         }
     }
 
-    /// Lets go of the buffers that waited longer than [`IDLE`] (a tailer at its file's end
-    /// calls this: when every file is quiet, nothing is kept for long).
+    /// Lets go of the buffers that waited longer than [`IDLE`], and their charges (a tailer
+    /// at its file's end calls this: when every file is quiet, nothing is kept for long).
     pub fn trim(&self) {
         self.trim_at(Instant::now());
     }
@@ -84,19 +95,19 @@ impl ReadBuffers {
     fn trim_at(&self, now: Instant) {
         let mut free = self.lock();
         if !free.is_empty() {
-            free.retain(|(_, since)| now.saturating_duration_since(*since) <= IDLE);
+            free.retain(|kept| now.saturating_duration_since(kept.since) <= IDLE);
         }
     }
 
     /// The first `len` bytes of `buffer` as shared `Bytes`; the buffer comes back to this
-    /// pool, and `charge` (the budget's hold on the whole buffer) is given back, when the
-    /// last slice of them is dropped.
+    /// pool with `charge` (the budget's hold on the whole buffer) when the last slice of them
+    /// is dropped.
     pub fn share(self: &Arc<Self>, buffer: Vec<u8>, len: usize, charge: Permit) -> Bytes {
         Bytes::from_owner(Returning {
             len: len.min(buffer.len()),
             buffer,
             pool: Arc::downgrade(self),
-            _charge: charge,
+            charge: Some(charge),
         })
     }
 
@@ -105,7 +116,7 @@ impl ReadBuffers {
         self.lock().len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(Vec<u8>, Instant)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Kept>> {
         // Only buffers are kept here; a panic elsewhere cannot leave the list half-updated.
         self.free.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -116,7 +127,7 @@ struct Returning {
     buffer: Vec<u8>,
     len: usize,
     pool: Weak<ReadBuffers>,
-    _charge: Permit,
+    charge: Option<Permit>,
 }
 
 impl AsRef<[u8]> for Returning {
@@ -127,8 +138,8 @@ impl AsRef<[u8]> for Returning {
 
 impl Drop for Returning {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.give_back(std::mem::take(&mut self.buffer));
+        if let (Some(pool), Some(charge)) = (self.pool.upgrade(), self.charge.take()) {
+            pool.keep(std::mem::take(&mut self.buffer), charge);
         }
     }
 }
@@ -148,8 +159,7 @@ mod tests {
     #[test]
     fn a_buffer_comes_back_when_its_last_slice_is_dropped() {
         let pool = ReadBuffers::new(KEPT);
-        let mut buffer = pool.take();
-        buffer.resize(1024, b'x');
+        let buffer = vec![b'x'; 1024];
         let address = buffer.as_ptr();
         let shared = pool.share(buffer, 10, charge(1024));
         let line = shared.slice(2..5);
@@ -158,7 +168,7 @@ mod tests {
         assert_eq!(&line[..], b"xxx");
         drop(line);
         assert_eq!(pool.kept(), 1);
-        let again = pool.take();
+        let (again, _charge) = pool.take().expect("kept");
         assert_eq!(
             again.as_ptr(),
             address,
@@ -179,7 +189,7 @@ mod tests {
             .collect();
         drop(shared);
         assert_eq!(pool.kept(), KEPT);
-        pool.give_back(Vec::new());
+        pool.keep(Vec::new(), charge(0));
         assert_eq!(pool.kept(), KEPT);
     }
 
@@ -199,7 +209,7 @@ mod tests {
     #[test]
     fn idle_buffers_are_let_go_by_trim() {
         let pool = ReadBuffers::new(KEPT);
-        pool.give_back(vec![0u8; 64]);
+        pool.keep(vec![0u8; 64], charge(64));
         pool.trim();
         assert_eq!(pool.kept(), 1, "a fresh buffer stays");
         pool.trim_at(Instant::now() + IDLE + Duration::from_millis(1));
@@ -215,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn the_whole_buffer_stays_charged_until_its_last_line_is_gone() {
+    fn the_whole_buffer_stays_charged_until_its_last_line_is_gone_and_while_kept() {
         let budget = Budget::new(1 << 20);
         let pool = ReadBuffers::new(KEPT);
         let held = budget.try_acquire(4096).expect("fits");
@@ -232,7 +242,23 @@ mod tests {
             "one line still holds the buffer, so all of it stays charged"
         );
         drop(last);
-        assert_eq!(budget.in_use_bytes(), 0);
         assert_eq!(pool.kept(), 1);
+        assert_eq!(budget.in_use_bytes(), charged, "kept with its charge");
+        let (buffer, charge) = pool.take().expect("kept");
+        pool.keep(buffer, charge);
+        pool.trim_at(Instant::now() + IDLE + Duration::from_millis(1));
+        assert_eq!(pool.kept(), 0);
+        assert_eq!(budget.in_use_bytes(), 0, "let go with the buffer");
+    }
+
+    #[test]
+    fn a_full_pool_lets_the_charge_go_with_the_buffer() {
+        let budget = Budget::new(1 << 20);
+        let pool = ReadBuffers::new(1);
+        pool.keep(vec![0u8; 64], charge(64));
+        let held = budget.try_acquire(4096).expect("fits");
+        drop(pool.share(vec![0u8; 4096], 4096, held));
+        assert_eq!(pool.kept(), 1);
+        assert_eq!(budget.in_use_bytes(), 0);
     }
 }

@@ -227,9 +227,6 @@ struct Tail {
     fingerprint: Fingerprint,
     /// See [`TailExit::resume_offset`].
     handed: u64,
-    /// The read buffer, kept from one read to the next while the file has data; empty when
-    /// the file is idle or the reader waits for acks.
-    buffer: Vec<u8>,
 }
 
 impl Tail {
@@ -245,7 +242,6 @@ impl Tail {
             tracker,
             fingerprint,
             handed: spec.offset,
-            buffer: Vec::new(),
             spec,
         }
     }
@@ -273,9 +269,6 @@ impl Tail {
                 match Arc::clone(&slots).try_acquire_owned() {
                     Ok(slot) => Some(slot),
                     Err(_) => {
-                        // Waiting for a slot: the buffer is not kept meanwhile, so only
-                        // `READ_SLOTS` tailers hold one.
-                        self.release_buffer();
                         tokio::select! {
                             _ = sender.token.cancelled() => return ExitReason::Stopped,
                             slot = slots.acquire_owned() => slot.ok(),
@@ -285,17 +278,13 @@ impl Tail {
             } else {
                 None
             };
-            let charge = if has_data {
-                match self.charge_read(sender).await {
-                    Some(charge) => charge,
+            let (buffer, charge) = if has_data {
+                match self.buffer_for_read(sender).await {
+                    Some(buffer) => buffer,
                     None => return ExitReason::Stopped,
                 }
             } else {
-                None
-            };
-            let buffer = match std::mem::take(&mut self.buffer) {
-                buffer if buffer.capacity() > 0 => buffer,
-                _ => self.spec.read_buffers.take(),
+                (Vec::new(), None)
             };
             let chunk = match read_at(&self.spec.file, self.reader.offset(), buffer).await {
                 Ok(chunk) => chunk,
@@ -308,7 +297,7 @@ impl Tail {
             // none.
             let at_end = chunk.len == 0;
             if at_end {
-                self.spec.read_buffers.give_back(chunk.buf);
+                self.keep_buffer(chunk.buf, charge);
                 self.spec.read_buffers.trim();
             } else {
                 last_data = Instant::now();
@@ -353,18 +342,33 @@ impl Tail {
         }
     }
 
-    /// The budget's charge for the buffer of the next read, taken before reading: what the
-    /// budget cannot hold stays in the file, and a tailer waiting here holds no buffer.
-    /// `Some(None)`: a budget too small for a whole buffer (reads go uncharged until their
-    /// lines are queued); `None`: stopped.
-    async fn charge_read(&mut self, sender: &Sender<'_>) -> Option<Option<Permit>> {
-        if let Some(charge) = sender.budget.try_acquire(READ_BYTES) {
-            return Some(Some(charge));
+    /// A buffer for the next read and the budget's charge for it, taken before reading: what
+    /// the budget cannot hold stays in the file. A kept buffer comes with its charge.
+    /// `Some((_, None))`: a budget too small for a whole buffer (such reads go uncharged
+    /// until their lines are queued); `None`: stopped.
+    async fn buffer_for_read(&mut self, sender: &Sender<'_>) -> Option<(Vec<u8>, Option<Permit>)> {
+        let pool = &self.spec.read_buffers;
+        if let Some((buffer, charge)) = pool.take() {
+            return Some((buffer, Some(charge)));
         }
-        self.release_buffer();
-        tokio::select! {
-            _ = sender.token.cancelled() => None,
-            charge = sender.budget.acquire(READ_BYTES) => Some(charge),
+        if let Some(charge) = sender.budget.try_acquire(READ_BYTES) {
+            return Some((Vec::new(), Some(charge)));
+        }
+        let charge = tokio::select! {
+            _ = sender.token.cancelled() => return None,
+            charge = sender.budget.acquire(READ_BYTES) => charge,
+        };
+        // A buffer may have come back meanwhile: reading into it touches no new page.
+        match pool.take() {
+            Some((buffer, kept_charge)) => Some((buffer, Some(kept_charge))),
+            None => Some((Vec::new(), charge)),
+        }
+    }
+
+    /// Gives a read buffer back to the pool with its charge (without one it is simply freed).
+    fn keep_buffer(&self, buffer: Vec<u8>, charge: Option<Permit>) {
+        if let Some(charge) = charge {
+            self.spec.read_buffers.keep(buffer, charge);
         }
     }
 
@@ -373,7 +377,8 @@ impl Tail {
     /// and the charge goes with the buffer until its last line is gone: no line is copied or
     /// allocated on its own. A shorter read (the end of a file that grows slowly) is copied
     /// line by line, so that a few short lines never hold a whole buffer; its lines are
-    /// charged on their own and the buffer's charge is let go once they are. `false`: stopped.
+    /// charged on their own, and the buffer goes back to the pool with its charge once they
+    /// are queued. `false`: stopped.
     async fn feed_chunk(
         &mut self,
         chunk: Chunk,
@@ -385,8 +390,7 @@ impl Tail {
             Some(charge) if shareable => charge,
             charge => {
                 let fed = self.feed(chunk.bytes(), sender).await;
-                self.buffer = chunk.buf;
-                drop(charge);
+                self.keep_buffer(chunk.buf, charge);
                 return fed;
             }
         };
@@ -396,13 +400,6 @@ impl Tail {
         drop(shared);
         let events = self.prepare(lines, false);
         ship(events, &self.spec.destination, sender, &mut self.handed).await
-    }
-
-    /// Hands the read buffer back to the pool (the tailer waits and holds none meanwhile).
-    fn release_buffer(&mut self) {
-        self.spec
-            .read_buffers
-            .give_back(std::mem::take(&mut self.buffer));
     }
 
     /// Splits `chunk` into lines and ships the events they complete. `false`: stopped.
@@ -501,8 +498,6 @@ impl Tail {
             if unacked <= MAX_UNACKED_BYTES {
                 return true;
             }
-            // A reader that waits holds no read buffer (only readers at work do).
-            self.release_buffer();
             // The timeout is only a safety net: `advanced` fires whenever the tracker moves.
             tokio::select! {
                 _ = sender.token.cancelled() => return false,
