@@ -104,7 +104,7 @@ fn segment_from_spill(
     payload: Vec<u8>,
     permit: crate::pipeline::budget::Permit,
 ) -> Option<Vec<Segment>> {
-    let document = String::from_utf8(payload).ok()?;
+    let document = String::from_utf8(payload).ok()?.into();
     Some(vec![Segment { document, permit }])
 }
 

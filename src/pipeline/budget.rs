@@ -211,8 +211,12 @@ impl Budget {
     /// acquired one by one), in one acquisition. `None` if that is more than this pipeline
     /// could ever hold.
     pub async fn acquire_items(&self, items: usize, bytes: usize) -> Option<Permit> {
-        let overhead = items.saturating_sub(1).saturating_mul(ITEM_OVERHEAD_BYTES);
-        self.acquire(bytes.saturating_add(overhead)).await
+        self.acquire(items_bytes(items, bytes)).await
+    }
+
+    /// As [`Budget::acquire_items`], if they are free now (see [`Budget::try_acquire`]).
+    pub fn try_acquire_items(&self, items: usize, bytes: usize) -> Option<Permit> {
+        self.try_acquire(items_bytes(items, bytes))
     }
 
     /// Waits until `bytes` (plus overhead) are free. `None` if the item is larger than this
@@ -238,6 +242,13 @@ impl Budget {
             released.await;
         }
     }
+}
+
+/// What `items` items of `bytes` in all are charged beyond the one overhead that
+/// [`Budget::acquire`] adds: the overheads of the others.
+fn items_bytes(items: usize, bytes: usize) -> usize {
+    let overhead = items.saturating_sub(1).saturating_mul(ITEM_OVERHEAD_BYTES);
+    bytes.saturating_add(overhead)
 }
 
 /// Counts a task in [`Pool::waiters`] while it exists, also when its future is dropped

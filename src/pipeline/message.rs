@@ -1,5 +1,5 @@
-//! The text of one log event: a `String` of its own, or a slice of a read buffer that the
-//! events of one read share.
+//! The text of one log event or X-Ray document: a `String` of its own, or a slice of a read
+//! buffer that the events of one read share.
 //!
 //! A file read at full speed is millions of lines a second; one allocation per line (made on
 //! the reading thread, freed on the sending thread after AWS accepted it) was a tenth of the
@@ -93,6 +93,13 @@ impl SharedText {
     pub fn message(&self, range: Range<usize>) -> Option<Message> {
         self.as_str().get(range.clone())?;
         Some(Message(Repr::Shared(self.0.slice(range))))
+    }
+}
+
+impl From<String> for SharedText {
+    /// A `String` is UTF-8 already: no check, no copy.
+    fn from(text: String) -> Self {
+        SharedText(Bytes::from(text.into_bytes()))
     }
 }
 

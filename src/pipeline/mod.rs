@@ -31,8 +31,9 @@ use budget::Permit;
 /// body is shipped as is. It holds its share of the memory budget until dropped.
 #[derive(Debug)]
 pub struct Segment {
-    /// The document text, validated by the source.
-    pub document: String,
+    /// The document text, validated by the source: usually a slice of one copy of all the
+    /// documents of a read (see `sources::xray`).
+    pub document: Message,
     /// Budget held for this document.
     pub permit: Permit,
 }

@@ -137,7 +137,10 @@ mod tests {
 
     impl Sink<Segment> for Recorder {
         async fn send(&self, batch: Vec<Segment>) {
-            let docs = batch.into_iter().map(|s| s.document).collect();
+            let docs = batch
+                .into_iter()
+                .map(|s| s.document.into_string())
+                .collect();
             if let Ok(mut batches) = self.0.lock() {
                 batches.push(docs);
             }
@@ -146,7 +149,7 @@ mod tests {
 
     fn segment(budget: &Budget, n: usize) -> Segment {
         Segment {
-            document: format!("doc-{n}"),
+            document: format!("doc-{n}").into(),
             permit: budget.try_acquire(8).expect("budget"),
         }
     }

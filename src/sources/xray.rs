@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::budget::Budget;
 use crate::pipeline::spill::Spill;
-use crate::pipeline::Segment;
+use crate::pipeline::{Segment, SharedText};
 use crate::sources::udp::{self, Receiver, BATCH};
 use crate::telemetry::{self, RejectReason, COUNTERS};
 
@@ -255,14 +255,29 @@ impl Source {
         }
         COUNTERS.xray.received.add(count as u64);
         tracing::trace!(count, "Datagrams received.");
-        let spill = self.spill.as_deref();
-        for i in 0..count {
+        let mut bodies = [""; BATCH];
+        let mut accepted = 0;
+        let mut bytes = 0;
+        for i in 0..count.min(BATCH) {
             let datagram = self.receiver.datagram(i);
             self.pacer.note(datagram.len());
-            if let Some(segment) = accept(datagram, &self.budget, spill) {
-                self.pending.push(segment);
+            match parse_datagram(datagram) {
+                Ok(body) => {
+                    bodies[accepted] = body;
+                    accepted += 1;
+                    bytes += body.len();
+                }
+                Err(reason) => telemetry::segment_rejected(reason, 1),
             }
         }
+        let spill = self.spill.as_deref();
+        keep(
+            &bodies[..accepted],
+            bytes,
+            &self.budget,
+            spill,
+            &mut self.pending,
+        );
         COUNTERS
             .xray
             .kernel_drops
@@ -288,15 +303,52 @@ fn hand_off(pending: &mut Vec<Segment>, tx: &mpsc::Sender<Vec<Segment>>, spill: 
     }
 }
 
-/// Validates one datagram and takes budget for its document, or spills it, or counts why not.
-fn accept(datagram: &[u8], budget: &Budget, spill: Option<&Spill>) -> Option<Segment> {
-    let body = match parse_datagram(datagram) {
-        Ok(body) => body,
-        Err(reason) => {
-            telemetry::segment_rejected(reason, 1);
-            return None;
-        }
+/// Queues the accepted documents of one read into `pending`: one copy of them all and one
+/// budget charge, shared by their segments, so a read costs one allocation and one look at
+/// the budget, not one per document (the copy lives until its last document is sent, when
+/// the charge for all of them comes back). When the budget cannot take them all at once, or
+/// documents wait on disk, each goes its own way as in [`admit`].
+fn keep(
+    bodies: &[&str],
+    bytes: usize,
+    budget: &Budget,
+    spill: Option<&Spill>,
+    pending: &mut Vec<Segment>,
+) {
+    if bodies.is_empty() {
+        return;
+    }
+    let charge = if spill.is_some_and(Spill::is_backlogged) {
+        None
+    } else {
+        budget.try_acquire_items(bodies.len(), bytes)
     };
+    let Some(charge) = charge else {
+        pending.extend(bodies.iter().filter_map(|body| admit(body, budget, spill)));
+        return;
+    };
+    let mut text = String::with_capacity(bytes);
+    for body in bodies {
+        text.push_str(body);
+    }
+    let text = SharedText::from(text);
+    let charge = charge.shared();
+    let mut start = 0;
+    for body in bodies {
+        let end = start + body.len();
+        // Always a document: the range is one of the bodies just copied.
+        if let Some(document) = text.message(start..end) {
+            pending.push(Segment {
+                document,
+                permit: charge.share(),
+            });
+        }
+        start = end;
+    }
+}
+
+/// Takes budget for one valid document, or spills it, or counts it as spillover.
+fn admit(body: &str, budget: &Budget, spill: Option<&Spill>) -> Option<Segment> {
     // While documents wait on disk, new ones queue behind them, in order.
     let permit = match spill {
         Some(spill) if spill.is_backlogged() => None,
@@ -307,7 +359,7 @@ fn accept(datagram: &[u8], budget: &Budget, spill: Option<&Spill>) -> Option<Seg
         return None;
     };
     Some(Segment {
-        document: body.to_owned(),
+        document: body.into(),
         permit,
     })
 }
@@ -419,5 +471,47 @@ mod tests {
         assert!(is_segment_id("70de5b6f19ff9a0a"));
         assert!(!is_segment_id("70de5b6f19ff9a0"));
         assert!(!is_segment_id("70de5b6f19ff9a0z"));
+    }
+
+    #[test]
+    fn the_documents_of_a_read_share_one_copy_and_one_charge() {
+        let budget = Budget::new(1 << 20);
+        let bodies = [r#"{"id":"a"}"#, r#"{"id":"bb"}"#, r#"{"id":"ccc"}"#];
+        let bytes: usize = bodies.iter().map(|b| b.len()).sum();
+        let mut pending = Vec::new();
+        keep(&bodies, bytes, &budget, None, &mut pending);
+        let documents: Vec<&str> = pending.iter().map(|s| s.document.as_str()).collect();
+        assert_eq!(documents, bodies);
+        assert!(pending.iter().all(|s| s.document.is_shared()));
+        let first = pending[0].document.as_ptr();
+        assert_eq!(
+            pending[2].document.as_ptr(),
+            first.wrapping_add(bodies[0].len() + bodies[1].len()),
+            "one copy, documents back to back"
+        );
+        let charged = budget.in_use_bytes();
+        assert_eq!(
+            charged,
+            bytes + 3 * crate::pipeline::budget::ITEM_OVERHEAD_BYTES,
+            "charged as if one by one"
+        );
+        let last = pending.pop();
+        pending.clear();
+        assert_eq!(budget.in_use_bytes(), charged, "the copy lives on");
+        drop(last);
+        assert_eq!(budget.in_use_bytes(), 0);
+    }
+
+    #[test]
+    fn a_read_the_budget_cannot_take_whole_is_taken_document_by_document() {
+        let body = "x".repeat(1000);
+        let budget = Budget::new(2500);
+        let bodies = [body.as_str(); 3];
+        let spillover = COUNTERS.xray.spillover.get();
+        let mut pending = Vec::new();
+        keep(&bodies, 3000, &budget, None, &mut pending);
+        assert_eq!(pending.len(), 2, "as many as fit");
+        assert!(pending.iter().all(|s| !s.document.is_shared()));
+        assert!(COUNTERS.xray.spillover.get() > spillover);
     }
 }
