@@ -7,6 +7,8 @@
 //! escaping into a body that grows by doubling. Pure: it never sorts, splits or checks limits
 //! (`batch.rs` made the request valid); events are written in the order given.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use crate::sinks::json_body::{push_i64, push_string};
@@ -43,12 +45,25 @@ pub fn put_log_events_body<'a>(
     body.extend_from_slice(br#","logStreamName":"#);
     push_string(&mut body, stream);
     body.extend_from_slice(br#","logEvents":["#);
+    // The events of a read share a millisecond (a file read at full speed is a thousand lines
+    // or more per millisecond): an equal timestamp copies the last one's digits, not formats
+    // them again digit by digit.
+    let mut last: Option<(i64, Range<usize>)> = None;
     for (i, (timestamp_ms, message)) in events.enumerate() {
         if i > 0 {
             body.push(b',');
         }
         body.extend_from_slice(br#"{"timestamp":"#);
-        push_i64(&mut body, timestamp_ms);
+        match &last {
+            Some((last_ms, digits)) if *last_ms == timestamp_ms => {
+                body.extend_from_within(digits.clone());
+            }
+            _ => {
+                let start = body.len();
+                push_i64(&mut body, timestamp_ms);
+                last = Some((timestamp_ms, start..body.len()));
+            }
+        }
         body.extend_from_slice(br#","message":"#);
         push_string(&mut body, message);
         body.push(b'}');
@@ -217,5 +232,37 @@ mod tests {
             );
             prop_assert_eq!(value(&ours), value(&sdk));
         }
+
+        /// Runs of equal timestamps (digits copied) and changes between them.
+        #[test]
+        fn repeated_timestamps_equal_the_sdk_body(
+            events in proptest::collection::vec(repeated_event(), 0..40)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let sdk = runtime.block_on(sdk_body("g", "s", &events));
+            let ours = put_log_events_body(
+                Vec::new(),
+                "g",
+                "s",
+                events.iter().map(|(t, m)| (*t, m.as_str())),
+            );
+            prop_assert_eq!(value(&ours), value(&sdk));
+        }
+    }
+
+    fn repeated_event() -> impl Strategy<Value = (i64, String)> {
+        let timestamps = vec![
+            i64::MIN,
+            -1,
+            0,
+            7,
+            1_764_000_000_000,
+            1_764_000_000_001,
+            i64::MAX,
+        ];
+        (proptest::sample::select(timestamps), "[a-z]{0,8}")
     }
 }
