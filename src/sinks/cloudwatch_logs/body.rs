@@ -210,6 +210,22 @@ mod tests {
         assert_eq!(again, fresh);
     }
 
+    /// Our body and the SDK's for `events` to `g`/`s`, parsed.
+    fn ours_and_sdk(events: &[(i64, String)]) -> (Value, Value) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let sdk = runtime.block_on(sdk_body("g", "s", events));
+        let ours = put_log_events_body(
+            Vec::new(),
+            "g",
+            "s",
+            events.iter().map(|(t, m)| (*t, m.as_str())),
+        );
+        (value(&ours), value(&sdk))
+    }
+
     fn event() -> impl Strategy<Value = (i64, String)> {
         (any::<i64>(), any::<String>())
     }
@@ -219,18 +235,8 @@ mod tests {
 
         #[test]
         fn any_events_equal_the_sdk_body(events in proptest::collection::vec(event(), 0..20)) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            let sdk = runtime.block_on(sdk_body("g", "s", &events));
-            let ours = put_log_events_body(
-                Vec::new(),
-                "g",
-                "s",
-                events.iter().map(|(t, m)| (*t, m.as_str())),
-            );
-            prop_assert_eq!(value(&ours), value(&sdk));
+            let (ours, sdk) = ours_and_sdk(&events);
+            prop_assert_eq!(ours, sdk);
         }
 
         /// Runs of equal timestamps (digits copied) and changes between them.
@@ -238,18 +244,8 @@ mod tests {
         fn repeated_timestamps_equal_the_sdk_body(
             events in proptest::collection::vec(repeated_event(), 0..40)
         ) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            let sdk = runtime.block_on(sdk_body("g", "s", &events));
-            let ours = put_log_events_body(
-                Vec::new(),
-                "g",
-                "s",
-                events.iter().map(|(t, m)| (*t, m.as_str())),
-            );
-            prop_assert_eq!(value(&ours), value(&sdk));
+            let (ours, sdk) = ours_and_sdk(&events);
+            prop_assert_eq!(ours, sdk);
         }
     }
 
