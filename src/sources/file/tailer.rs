@@ -58,7 +58,7 @@ const SHIP_GROUP_EVENTS: usize = 256;
 const SHIP_GROUP_BYTES: usize = 256 * 1024;
 
 /// Tailers that may hold a read chunk (and its decoded lines) at once, at most. A chunk's
-/// buffer is charged to the budget before the read (`Tail::charge_read`); the slots bound
+/// buffer is charged to the budget before the read (`Tail::buffer_for_read`); the slots bound
 /// what is not (the lists of lines and events between the read and the queue) and how many
 /// blocking threads reads occupy, however many files are tailed. Idle tailers hold none.
 pub const READ_SLOTS: usize = 16;
@@ -346,7 +346,7 @@ impl Tail {
     /// the budget cannot hold stays in the file. A kept buffer comes with its charge.
     /// `Some((_, None))`: a budget too small for a whole buffer (such reads go uncharged
     /// until their lines are queued); `None`: stopped.
-    async fn buffer_for_read(&mut self, sender: &Sender<'_>) -> Option<(Vec<u8>, Option<Permit>)> {
+    async fn buffer_for_read(&self, sender: &Sender<'_>) -> Option<(Vec<u8>, Option<Permit>)> {
         let pool = &self.spec.read_buffers;
         if let Some((buffer, charge)) = pool.take() {
             return Some((buffer, Some(charge)));
